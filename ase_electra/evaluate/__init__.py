@@ -1,0 +1,140 @@
+"""Evaluate Gaussian mixtures on grids and at points: one contract, two back-ends.
+
+``backend="torch"`` runs on the mixture's device (CPU or CUDA) and is differentiable.
+``backend="cupy"`` runs the CUDA kernel in ``gaussians.cu`` through a CuPy ``RawKernel``
+(no gradients). ``backend="auto"`` picks CuPy when cupy is installed, a GPU is present
+and no gradient is needed, and torch otherwise. Both cut each Gaussian off at
+``n_sigma`` standard deviations and sum periodic images along periodic grid axes.
+
+Memory is bounded: work buffers hold at most ``work_points`` box points at a time
+(about 100 bytes each), and a grid whose values alone exceed ``max_bytes`` is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+
+from ..errors import GridTooLargeError, InvalidInputError
+from ..gaussians import DEFAULT_N_SIGMA, GaussianMixture
+from ..grid import Grid
+from . import _torch
+
+__all__ = ["evaluate", "evaluate_points", "select_backend", "Backend", "DEFAULT_MAX_BYTES"]
+
+Backend = Literal["auto", "torch", "cupy"]
+
+#: Bound on the memory one evaluation may use, bytes (output plus work buffers).
+DEFAULT_MAX_BYTES = 2 * 1024**3
+
+#: Box points processed at once by the torch path; about 100 bytes of buffers each.
+_WORK_POINTS = 1 << 21
+_BYTES_PER_WORK_POINT = 112
+
+
+def select_backend(mixture: GaussianMixture, backend: Backend = "auto") -> Literal["torch", "cupy"]:
+    """Resolve ``backend`` for ``mixture``; raises ImportError if CuPy is asked for but missing."""
+    if backend == "torch":
+        return "torch"
+    if backend == "cupy":
+        from . import _cupy  # noqa: F401  (raises a helpful ImportError)
+
+        return "cupy"
+    if backend != "auto":
+        raise InvalidInputError(f"backend: expected 'auto', 'torch' or 'cupy', got {backend!r}")
+    needs_grad = any(t.requires_grad for t in (mixture.weights, mixture.centres, mixture.scale_tril))
+    if needs_grad or not torch.cuda.is_available():
+        return "torch"
+    try:
+        from . import _cupy  # noqa: F401
+    except ImportError:
+        return "torch"
+    return "cupy"
+
+
+def evaluate(
+    mixture: GaussianMixture,
+    grid: Grid,
+    *,
+    backend: Backend = "auto",
+    n_sigma: float = DEFAULT_N_SIGMA,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> torch.Tensor:
+    """Density of a one-structure mixture on every point of ``grid``.
+
+    Parameters
+    ----------
+    mixture : GaussianMixture
+        One structure (``mixture.n_structures == 1``); centres in Angstrom.
+    grid : Grid
+        Points to evaluate at; periodic axes sum periodic images.
+    backend : {"auto", "torch", "cupy"}
+        Evaluator; see the module docstring.
+    n_sigma : float
+        Cut-off of each Gaussian, in standard deviations (Mahalanobis distance).
+    max_bytes : int
+        Memory bound; a larger grid raises :class:`GridTooLargeError`.
+
+    Returns
+    -------
+    Tensor, shape ``grid.shape``, e/Angstrom^3, dtype of the mixture; on the mixture's
+    device for torch, on the GPU for cupy.
+    """
+    _check_single(mixture)
+    if not n_sigma > 0:
+        raise InvalidInputError(f"n_sigma: expected > 0, got {n_sigma}")
+    itemsize = torch.finfo(mixture.dtype).bits // 8
+    work_points = min(_WORK_POINTS, max(1, (max_bytes - grid.n_points * itemsize) // _BYTES_PER_WORK_POINT))
+    if grid.n_points * itemsize + 1024 * _BYTES_PER_WORK_POINT > max_bytes:
+        raise GridTooLargeError(
+            f"grid ({grid.describe()}, {grid.n_points:,} points) needs more than the memory bound of "
+            f"{max_bytes / 1e9:.1f} GB; use a coarser spacing or a smaller margin"
+        )
+    if select_backend(mixture, backend) == "cupy":
+        from . import _cupy
+
+        return _cupy.evaluate_grid(mixture, grid, n_sigma)
+    return _torch.evaluate_grid(mixture, grid, n_sigma, int(work_points))
+
+
+def evaluate_points(
+    mixture: GaussianMixture,
+    points: torch.Tensor | np.ndarray,
+    *,
+    cell: torch.Tensor | np.ndarray | None = None,
+    pbc: tuple[bool, bool, bool] = (False, False, False),
+    n_sigma: float = DEFAULT_N_SIGMA,
+) -> torch.Tensor:
+    """Density of a one-structure mixture at arbitrary points (torch path).
+
+    Parameters
+    ----------
+    points : array, shape (P, 3), Angstrom
+    cell : array, shape (3, 3), Angstrom, optional
+        Lattice vectors as rows; with ``pbc``, periodic images are summed.
+    pbc : tuple of 3 bool
+
+    Returns
+    -------
+    Tensor, shape (P,), e/Angstrom^3, on the mixture's device.
+    """
+    _check_single(mixture)
+    points = torch.as_tensor(points, dtype=mixture.dtype, device=mixture.device)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise InvalidInputError(f"points: expected shape (P, 3), got {tuple(points.shape)}")
+    if not torch.isfinite(points).all():
+        raise InvalidInputError("points: non-finite coordinates")
+    pbc = tuple(bool(p) for p in np.broadcast_to(pbc, 3))
+    if any(pbc) and cell is None:
+        raise InvalidInputError("cell: required when pbc is set")
+    cell_t = None if cell is None else torch.as_tensor(cell, dtype=mixture.dtype, device=mixture.device)
+    return _torch.evaluate_points(mixture, points, cell_t, pbc, n_sigma, _WORK_POINTS)
+
+
+def _check_single(mixture: GaussianMixture) -> None:
+    if mixture.n_structures != 1:
+        raise InvalidInputError(
+            f"mixture holds {mixture.n_structures} structures; evaluate one at a time (mixture.split())"
+        )

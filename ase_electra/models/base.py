@@ -1,0 +1,69 @@
+"""The one interface every density model implements."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import torch
+from ase import Atoms
+
+from ..errors import InvalidInputError, UnknownElementError
+from ..gaussians import GaussianMixture
+
+__all__ = ["DensityModel", "load_model", "check_structures"]
+
+
+@runtime_checkable
+class DensityModel(Protocol):
+    """Maps a batch of structures to their densities as one batched Gaussian mixture.
+
+    ``predict(structures)`` returns a mixture with ``n_structures == len(structures)``
+    whose structure s integrates analytically to the electron count of
+    ``structures[s]`` (sum of atomic numbers minus any ``atoms.info['charge']``).
+    Positions are read in Angstrom; the mixture is in Angstrom, on ``device``.
+    """
+
+    name: str
+    elements: frozenset[int]
+    device: torch.device
+
+    def predict(self, structures: list[Atoms]) -> GaussianMixture: ...
+
+
+def check_structures(structures: list[Atoms], elements: frozenset[int], model_name: str) -> None:
+    """Raise a one-line error for empty, non-finite or unsupported structures."""
+    for i, atoms in enumerate(structures):
+        label = atoms.info.get("name", f"structure {i}")
+        if len(atoms) == 0:
+            raise InvalidInputError(f"{label}: structure has no atoms")
+        if not torch.isfinite(torch.as_tensor(atoms.positions)).all():
+            raise InvalidInputError(f"{label}: non-finite atomic positions")
+        unknown = sorted(set(atoms.get_chemical_symbols()) - {_symbol(z) for z in elements})
+        if unknown:
+            raise UnknownElementError(
+                f"{label}: element(s) {', '.join(unknown)} not supported by model {model_name!r}"
+            )
+
+
+def _symbol(z: int) -> str:
+    from ase.data import chemical_symbols
+
+    return chemical_symbols[z]
+
+
+def load_model(spec: str | Path = "promolecule", device: str | torch.device = "cpu") -> DensityModel:
+    """Load a model by name or path.
+
+    Parameters
+    ----------
+    spec : str or Path
+        ``"promolecule"`` (superposition of atomic densities).
+    device : str or torch.device
+        Where the model runs.
+    """
+    if str(spec) == "promolecule":
+        from .promolecule import PromoleculeModel
+
+        return PromoleculeModel(device=device)
+    raise InvalidInputError(f"model: unknown model {str(spec)!r} (expected 'promolecule')")

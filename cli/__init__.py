@@ -1,0 +1,1 @@
+"""Command-line entry points (installed as ``ase_electra.cli``); one click command per module."""
