@@ -1,0 +1,110 @@
+"""The torch evaluator against a direct numpy sum, and its contract."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from ase_electra import GaussianMixture, Grid, GridTooLargeError, InvalidInputError, evaluate, evaluate_points
+from ase_electra.evaluate import _torch
+
+from .conftest import random_mixture
+
+SKEWED = np.array([[4.2, 0.0, 0.0], [1.3, 3.9, 0.0], [-0.8, 0.6, 4.4]])
+
+
+def direct_sum(m: GaussianMixture, points: np.ndarray, cell: np.ndarray, pbc, n_sigma: float = 5.0) -> np.ndarray:
+    """rho at points by brute force over Gaussians and periodic images (|n| <= 3)."""
+    w, mu, cov = (t.detach().double().numpy() for t in (m.weights, m.centres, m.covariances))
+    inv, det = np.linalg.inv(cov), np.linalg.det(cov)
+    out = np.zeros(len(points))
+    for n in itertools.product(*[range(-3, 4) if p else [0] for p in pbc]):
+        d = points[:, None, :] - (mu + np.array(n) @ cell)[None]
+        q = np.einsum("pki,kij,pkj->pk", d, inv, d)
+        out += (w * np.exp(-0.5 * q) * (q <= n_sigma**2) / np.sqrt((2 * np.pi) ** 3 * det)).sum(1)
+    return out
+
+
+@pytest.mark.parametrize(
+    "cell, pbc",
+    [
+        (np.diag([4.0, 4.5, 5.0]), (False, False, False)),
+        (SKEWED, (False, False, False)),
+        (SKEWED, (True, True, True)),
+        (SKEWED, (True, False, True)),
+    ],
+    ids=["box", "skewed-box", "skewed-periodic", "mixed-pbc"],
+)
+def test_grid_matches_direct_sum(cell, pbc):
+    m = random_mixture(15, box=4.0, width=(0.1, 0.9))
+    g = Grid(cell, (12, 11, 13), origin=np.array([0.2, -0.1, 0.3]), pbc=pbc)
+    values = evaluate(m, g, backend="torch").numpy()
+    expected = direct_sum(m, g.points(), cell, pbc).reshape(g.shape)
+    np.testing.assert_allclose(values, expected, rtol=0, atol=1e-12 * expected.max())
+    points = evaluate_points(m, torch.tensor(g.points()), cell=cell, pbc=pbc).numpy()
+    np.testing.assert_allclose(points, expected.ravel(), rtol=0, atol=1e-12 * expected.max())
+
+
+def test_periodic_gaussians_wider_than_the_cell_sum_images():
+    m = random_mixture(4, box=2.0, width=(0.8, 1.5))
+    cell = np.diag([2.0, 2.2, 2.4])
+    g = Grid(cell, (10, 11, 12), pbc=(True, True, True))
+    values = evaluate(m, g, backend="torch").numpy()
+    np.testing.assert_allclose(values.ravel(), direct_sum(m, g.points(), cell, g.pbc), rtol=1e-10)
+
+
+def test_grid_sum_integrates_to_the_weights():
+    m = random_mixture(10, box=6.0, width=(0.2, 0.6))
+    g = Grid.for_molecule(m.centres.numpy(), spacing=0.08, margin=3.5)
+    total = evaluate(m, g).sum().item() * g.voxel_volume
+    assert total == pytest.approx(m.weights.sum().item(), rel=1e-4)
+
+
+def test_chunking_does_not_change_the_result():
+    m = random_mixture(30, box=4.0)
+    g = Grid(SKEWED, (20, 20, 20), pbc=(True, True, True))
+    full = _torch.evaluate_grid(m, g, 5.0, work_points=1 << 22)
+    tiny = _torch.evaluate_grid(m, g, 5.0, work_points=300)
+    torch.testing.assert_close(full, tiny, rtol=1e-12, atol=1e-14)
+
+
+def test_cutoff_is_n_sigma():
+    one = GaussianMixture(torch.ones(1, dtype=torch.float64), torch.zeros(1, 3, dtype=torch.float64),
+                          torch.eye(3, dtype=torch.float64)[None])
+    r = torch.tensor([[0.0, 0.0, 2.99], [0.0, 0.0, 3.01]], dtype=torch.float64)
+    inside, outside = evaluate_points(one, r, n_sigma=3.0).tolist()
+    assert inside > 0 and outside == 0
+
+
+def test_gradients_match_finite_differences():
+    base = random_mixture(3, box=2.0, width=(0.3, 0.5))
+    g = Grid(np.eye(3) * 2.5, (7, 8, 9), origin=np.full(3, -0.2))
+    target = torch.rand(g.shape, dtype=torch.float64)
+
+    def loss(w, mu, L):
+        rho = evaluate(GaussianMixture(w, mu, torch.tril(L)), g, backend="torch", n_sigma=8.0)
+        return ((rho - target) ** 2).sum()
+
+    args = tuple(t.clone().requires_grad_(True) for t in (base.weights, base.centres, base.scale_tril))
+    assert torch.autograd.gradcheck(loss, args, eps=1e-6, atol=1e-5)
+
+
+def test_memory_bound_refuses_huge_grids(mixture):
+    g = Grid(np.eye(3) * 10, (200, 200, 200))
+    with pytest.raises(GridTooLargeError, match="memory bound"):
+        evaluate(mixture, g, max_bytes=10_000_000)
+
+
+def test_batches_are_refused():
+    m = GaussianMixture.concat([random_mixture(2), random_mixture(2)])
+    with pytest.raises(InvalidInputError, match="2 structures"):
+        evaluate(m, Grid(np.eye(3), (2, 2, 2)))
+
+
+def test_float32_agrees_with_float64():
+    m = random_mixture(20)
+    g = Grid.for_molecule(m.centres.numpy(), spacing=0.15, margin=2.0)
+    v64 = evaluate(m, g, backend="torch")
+    v32 = evaluate(m.to(dtype=torch.float32), g, backend="torch")
+    torch.testing.assert_close(v32.double(), v64, rtol=0, atol=1e-5 * v64.max().item())
