@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from ase_electra import GaussianMixture, Grid, GridTooLargeError, InvalidInputError, evaluate, evaluate_points
+from ase_electra import GaussianMixture, Grid, GridTooLargeError, InvalidInputError
+from ase_electra.evaluate import evaluate, evaluate_points
 from ase_electra.evaluate import _torch
 
 from .conftest import random_mixture
