@@ -58,7 +58,8 @@ def load_model(spec: str | Path = "promolecule", device: str | torch.device = "c
     Parameters
     ----------
     spec : str or Path
-        ``"promolecule"`` (superposition of atomic densities).
+        ``"promolecule"`` (superposition of atomic densities), or a trained ELECTRA model:
+        a run folder (``electra-train -o RUN``), a model folder or its ``.safetensors`` file.
     device : str or torch.device
         Where the model runs.
     """
@@ -66,4 +67,11 @@ def load_model(spec: str | Path = "promolecule", device: str | torch.device = "c
         from .promolecule import PromoleculeModel
 
         return PromoleculeModel(device=device)
-    raise InvalidInputError(f"model: unknown model {str(spec)!r} (expected 'promolecule')")
+    path = Path(spec)
+    if path.is_dir() or path.suffix == ".safetensors":
+        from .electra import ElectraDensityModel
+
+        return ElectraDensityModel.load(path, device=device)
+    raise InvalidInputError(
+        f"model: {str(spec)!r} is neither 'promolecule' nor a trained model folder or .safetensors file"
+    )

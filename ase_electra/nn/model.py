@@ -1,0 +1,252 @@
+"""The ELECTRA network: Graph -> TensorFeatures -> GaussianMixture.
+
+    inertia frames (symmetry.py) + element one-hot  ->  embedding  ->  TensorFeatures (N, C)
+    -> layers x [TensorBlock (tensors.py) -> Debias (symmetry.py)]
+    -> GaussianHeads (heads.py): core + floating Gaussians, weights N_e * softmax
+
+:class:`ElectraConfig` holds every hyperparameter and round-trips through a JSON dict,
+so a saved model is its config plus a state dict (see ``models/electra.py``).
+
+Legend: N atoms, E edges, C channels, S structures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import InvalidInputError, UnknownElementError
+from ..gaussians import GaussianMixture
+from ..graph import Graph
+from .heads import AtomicReference, GaussianHeads, core_electrons, count_core
+from .radial import RadialBasis
+from .symmetry import N_FRAME_MATRICES, N_FRAME_SCALARS, N_FRAME_VECTORS, Debias, frame_features
+from .tensors import Edges, TensorBlock, TensorFeatures
+
+__all__ = ["ElectraConfig", "ElectraModel", "valence_electrons"]
+
+
+def valence_electrons(z: int) -> int:
+    """Electrons outside the preceding noble-gas core."""
+    return z - core_electrons(z)
+
+
+@dataclass(frozen=True)
+class ElectraConfig:
+    """Hyperparameters of :class:`ElectraModel`; JSON-serialisable via :meth:`to_dict`.
+
+    Parameters
+    ----------
+    elements : tuple of int
+        Supported atomic numbers, ascending.
+    n_core, n_floating : tuple of int
+        Core (on-nucleus) and floating Gaussians per element, aligned with ``elements``.
+    channels, layers : int
+        Width (channels per rank) and number of message-passing blocks.
+    cutoff : float, Angstrom
+        Neighbour cutoff.
+    n_bessel, radial_hidden : int
+        Radial basis size and hidden width of the radial filter MLP.
+    max_filter_rank : int
+        Highest power of the bond direction in messages (2 or 3).
+    avg_neighbours : float
+        Divisor of message sums.
+    width_floor : float, Angstrom
+        Smallest standard deviation of floating Gaussians.
+    core_range : float
+        Core widths stay within [core_range, 2 - core_range] times their initial value.
+    head_init_scale : float
+        Scale of feature-dependent head weights at initialisation.
+    sign_length, sign_moment, degeneracy : float
+        Frame sign and degeneracy tolerances (see ``nn/symmetry.py``).
+    debias : bool
+        Apply a debiasing layer after every block.
+    """
+
+    elements: tuple[int, ...]
+    n_core: tuple[int, ...]
+    n_floating: tuple[int, ...]
+    channels: int = 32
+    layers: int = 3
+    cutoff: float = 4.5
+    n_bessel: int = 8
+    radial_hidden: int = 32
+    max_filter_rank: int = 2
+    avg_neighbours: float = 12.0
+    width_floor: float = 0.07
+    core_range: float = 0.5
+    head_init_scale: float = 0.01
+    sign_length: float = 0.01
+    sign_moment: float = 0.01
+    degeneracy: float = 0.02
+    debias: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("elements", "n_core", "n_floating"):
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        els = self.elements
+        if not els or list(els) != sorted(set(els)) or els[0] < 1:
+            raise InvalidInputError(f"config elements: expected ascending unique atomic numbers, got {els}")
+        for name in ("n_core", "n_floating"):
+            if len(getattr(self, name)) != len(els):
+                raise InvalidInputError(
+                    f"config {name}: expected {len(els)} entries, got {getattr(self, name)}"
+                )
+        if min(self.n_core) < 0 or min(self.n_floating) < 1:
+            raise InvalidInputError(
+                f"config: expected n_core >= 0 and n_floating >= 1, got {self.n_core}, {self.n_floating}"
+            )
+        for name in ("channels", "layers", "n_bessel", "radial_hidden"):
+            if int(getattr(self, name)) < 1:
+                raise InvalidInputError(f"config {name}: expected >= 1, got {getattr(self, name)}")
+        if self.max_filter_rank not in (2, 3):
+            raise InvalidInputError(f"config max_filter_rank: expected 2 or 3, got {self.max_filter_rank}")
+        for name in ("cutoff", "avg_neighbours", "width_floor", "sign_length", "sign_moment", "degeneracy"):
+            if not float(getattr(self, name)) > 0:
+                raise InvalidInputError(f"config {name}: expected > 0, got {getattr(self, name)}")
+        if not 0.0 < self.core_range <= 1.0:
+            raise InvalidInputError(f"config core_range: expected in (0, 1], got {self.core_range}")
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def for_reference(
+        cls,
+        reference: Mapping[int, AtomicReference],
+        elements: tuple[int, ...] | None = None,
+        *,
+        floating_heavy: int = 16,
+        floating_light: int = 6,
+        floating_per_electron: float | None = None,
+        **kwargs: Any,
+    ) -> ElectraConfig:
+        """Config whose Gaussian counts follow a promolecule table.
+
+        Core Gaussians per element: the table's narrowest components holding at most the
+        noble-gas core's electrons (``nn.heads.count_core``).
+        Floating Gaussians: ``floating_per_electron`` x valence electrons (at least 1) if
+        given, else ``floating_light`` for H and He and ``floating_heavy`` for the rest.
+        Other keyword arguments are config fields.
+        """
+        elements = tuple(sorted(reference)) if elements is None else tuple(sorted(elements))
+        missing = [z for z in elements if z not in reference]
+        if missing:
+            raise InvalidInputError(f"elements {missing}: not in the promolecule table")
+        n_core = tuple(count_core(reference[z], z) for z in elements)
+        if floating_per_electron is not None:
+            n_floating = tuple(max(1, round(floating_per_electron * valence_electrons(z))) for z in elements)
+        else:
+            n_floating = tuple(floating_light if z <= 2 else floating_heavy for z in elements)
+        return cls(elements, n_core, n_floating, **kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ElectraConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidInputError(f"config: unknown fields {unknown}")
+        return cls(**dict(data))
+
+
+class ElectraModel(nn.Module):
+    """Equivariant Cartesian-tensor network predicting a density as a Gaussian mixture.
+
+    Parameters
+    ----------
+    config : ElectraConfig
+    reference : mapping from atomic number to AtomicReference, optional
+        Promolecule table the Gaussian heads start from; None when weights will be loaded.
+    """
+
+    element_row: torch.Tensor
+
+    def __init__(self, config: ElectraConfig, reference: Mapping[int, AtomicReference] | None = None) -> None:
+        super().__init__()
+        self.config = c = config
+        n_el = len(c.elements)
+        row_of = torch.full((max(c.elements) + 1,), -1, dtype=torch.int64)
+        row_of[list(c.elements)] = torch.arange(n_el)
+        self.register_buffer("element_row", row_of, persistent=False)
+        self.radial = RadialBasis(c.cutoff, c.n_bessel)
+        self.embed_scalars = nn.Linear(n_el + N_FRAME_SCALARS + 1, c.channels)
+        self.embed_vectors = nn.Linear(N_FRAME_VECTORS, c.channels, bias=False)
+        self.embed_matrices = nn.Linear(N_FRAME_MATRICES, c.channels, bias=False)
+        self.blocks = nn.ModuleList(
+            TensorBlock(c.channels, c.n_bessel, c.radial_hidden, c.max_filter_rank, c.avg_neighbours)
+            for _ in range(c.layers)
+        )
+        self.debias = nn.ModuleList(
+            Debias(c.channels, degeneracy=c.degeneracy) for _ in range(c.layers if c.debias else 0)
+        )
+        self.heads = GaussianHeads(
+            c.channels,
+            c.elements,
+            c.n_core,
+            c.n_floating,
+            c.width_floor,
+            c.core_range,
+            c.head_init_scale,
+            reference,
+        )
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.heads.core_logit.dtype
+
+    def forward(self, graph: Graph) -> GaussianMixture:
+        """Predict the density of every structure of ``graph`` (one batched mixture)."""
+        c = self.config
+        graph = graph.to(device=self.heads.core_logit.device)
+        self._check_elements(graph.numbers)
+        dtype = self.dtype
+        r = graph.edge_vectors().to(dtype)  # (E, 3)
+        d = torch.linalg.norm(r, dim=-1)  # (E,)
+        source, target = graph.edge_index
+        edges = Edges(source, target, r / d[:, None], self.radial(d), graph.n_atoms)
+        x = self._embed(graph, dtype)
+        for i, block in enumerate(self.blocks):
+            x = block(x, edges)
+            if c.debias:
+                x = self.debias[i](x)
+        return self.heads(x, graph)
+
+    def _embed(self, graph: Graph, dtype: torch.dtype) -> TensorFeatures:
+        c = self.config
+        frames = frame_features(graph, c.cutoff, c.sign_length, c.sign_moment, c.degeneracy)
+        onehot = nn.functional.one_hot(self.element_row[graph.numbers], len(c.elements)).to(
+            dtype
+        )  # (N, n_el)
+        z_total = torch.zeros_like(graph.n_electrons).index_add(0, graph.batch, graph.numbers.to(graph.dtype))
+        excess = (z_total - graph.n_electrons) / graph.atoms_per_structure().to(
+            graph.dtype
+        )  # (S,) charge per atom
+        scalars = torch.cat([onehot, frames.scalars.to(dtype), excess[graph.batch, None].to(dtype)], dim=1)
+        vectors = self.embed_vectors(frames.vectors.to(dtype).transpose(1, 2)).transpose(1, 2)  # (N, C, 3)
+        matrices = self.embed_matrices(frames.matrices.to(dtype).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return TensorFeatures(
+            self.embed_scalars(scalars), vectors, matrices
+        )  # (N, C), (N, C, 3), (N, C, 3, 3)
+
+    def _check_elements(self, numbers: torch.Tensor) -> None:
+        known = (numbers < self.element_row.shape[0]) & (numbers >= 0)
+        ok = known.clone()
+        ok[known] = self.element_row[numbers[known]] >= 0
+        if not bool(ok.all()):
+            from ase.data import chemical_symbols
+
+            bad = sorted({int(z) for z in numbers[~ok].tolist()})
+            names = ", ".join(chemical_symbols[z] if z < len(chemical_symbols) else str(z) for z in bad)
+            raise UnknownElementError(f"element(s) {names} not supported by this ELECTRA model")
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return f"elements={c.elements}, channels={c.channels}, layers={c.layers}, cutoff={c.cutoff}"

@@ -1,0 +1,400 @@
+"""ELECTRA network: equivariance, degenerate frames, charge conservation, files, gradients.
+
+A tiny float64 model (module-scoped fixture) is initialised from the package's promolecule
+table when ``ase_electra.models.promolecule`` exists, else from a small synthetic table
+patched in its place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import bulk, molecule
+
+from ase_electra import (
+    FileFormatError,
+    GaussianMixture,
+    Grid,
+    InvalidInputError,
+    UnknownElementError,
+)
+from ase_electra.evaluate import evaluate, evaluate_points
+from ase_electra.graph import Graph
+from ase_electra.models import electra as electra_module
+from ase_electra.models.base import DensityModel
+from ase_electra.models.electra import ElectraDensityModel
+from ase_electra.nn.heads import assign_slots
+from ase_electra.nn.model import ElectraConfig, ElectraModel
+from ase_electra.nn.symmetry import degeneracy_weights, frame_features
+
+
+@dataclasses.dataclass(frozen=True)
+class _Atomic:
+    weights: np.ndarray
+    sigmas: np.ndarray
+
+
+def synthetic_table() -> dict[int, _Atomic]:
+    """Plausible isotropic atomic Gaussians for H..Ar (weights sum to Z, narrow to wide)."""
+    table = {}
+    for z in range(1, 19):
+        if z <= 2:
+            table[z] = _Atomic(np.array([0.25, 0.45, 0.3]) * z, np.array([0.12, 0.4, 0.9]))
+        elif z <= 10:
+            v = z - 2
+            table[z] = _Atomic(
+                np.array([1.6, 0.4, 0.4 * v, 0.6 * v]), np.array([0.3 / z, 0.8 / z, 0.4, 0.85])
+            )
+        else:
+            v = z - 10
+            table[z] = _Atomic(
+                np.array([2.0, 8.0, 0.4 * v, 0.6 * v]), np.array([0.5 / z, 1.6 / z, 0.55, 1.1])
+            )
+    return table
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """The real promolecule table if present, else the synthetic one patched in."""
+    try:
+        from ase_electra.models.promolecule import atomic_gaussians
+    except ImportError:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(electra_module, "_reference_table", synthetic_table)
+            yield synthetic_table()
+        return
+    yield atomic_gaussians()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny tensors: one thread avoids OpenMP contention on a loaded 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def config(reference) -> ElectraConfig:
+    return ElectraConfig.for_reference(
+        reference,
+        floating_heavy=4,
+        floating_light=2,
+        channels=8,
+        layers=2,
+        n_bessel=6,
+        radial_hidden=16,
+        cutoff=4.0,
+    )
+
+
+@pytest.fixture(scope="module")
+def model(config, reference) -> ElectraModel:
+    torch.manual_seed(0)
+    m = ElectraModel(config, reference).double()
+    with torch.no_grad():  # move away from the near-promolecule start so every head matters
+        for name, p in m.named_parameters():
+            if name.startswith(("heads.scalar_head.2", "heads.vector_head", "heads.matrix_head")):
+                p.mul_(30.0)
+    return m
+
+
+def predict(model: ElectraModel, structures: list[Atoms], **kwargs) -> GaussianMixture:
+    return model(Graph.from_atoms(structures, model.config.cutoff, dtype=torch.float64, **kwargs))
+
+
+def random_orthogonal(seed: int, proper: bool = True) -> np.ndarray:
+    q, r = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    if (np.linalg.det(q) > 0) != proper:
+        q[:, 0] *= -1
+    return q
+
+
+def transformed(atoms: Atoms, q: np.ndarray, t: np.ndarray) -> Atoms:
+    out = atoms.copy()
+    out.positions = atoms.positions @ q.T + t
+    if atoms.pbc.any():
+        out.cell = atoms.cell.array @ q.T
+    return out
+
+
+def probe_points(atoms: Atoms, n: int = 400, seed: int = 0) -> np.ndarray:
+    """Points near the atoms (half within 0.6 A of a nucleus), Angstrom."""
+    rng = np.random.default_rng(seed)
+    near = atoms.positions[rng.integers(len(atoms), size=n // 2)] + rng.normal(scale=0.3, size=(n // 2, 3))
+    lo, hi = atoms.positions.min(0) - 2.0, atoms.positions.max(0) + 2.0
+    return np.concatenate([near, rng.uniform(lo, hi, size=(n - n // 2, 3))])
+
+
+def assert_equivariant(model: ElectraModel, atoms: Atoms, q: np.ndarray, t: np.ndarray) -> None:
+    """rho'(Q p + t) == rho(p) at probe points, and the Gaussians themselves transform."""
+    a, b = predict(model, [atoms]), predict(model, [transformed(atoms, q, t)])
+    p = probe_points(atoms)
+    kw = {"cell": atoms.cell.array, "pbc": tuple(atoms.pbc)} if atoms.pbc.any() else {}
+    kw_b = {"cell": atoms.cell.array @ q.T, "pbc": tuple(atoms.pbc)} if atoms.pbc.any() else {}
+    rho_a = evaluate_points(a, p, **kw)
+    rho_b = evaluate_points(b, p @ q.T + t, **kw_b)
+    torch.testing.assert_close(rho_b, rho_a, rtol=1e-5, atol=1e-5 * rho_a.abs().max().item())
+    qt = torch.as_tensor(q)
+    torch.testing.assert_close(b.weights, a.weights, rtol=1e-5, atol=1e-9)
+    torch.testing.assert_close(b.centres, a.centres @ qt.T + torch.as_tensor(t), rtol=0, atol=1e-6)
+    torch.testing.assert_close(b.covariances, qt @ a.covariances @ qt.T, rtol=0, atol=1e-6)
+
+
+def methyl_ethanol() -> Atoms:
+    """A generic (asymmetric) molecule with a little random distortion."""
+    atoms = molecule("CH3CH2OH")
+    atoms.positions += np.random.default_rng(3).normal(scale=0.05, size=atoms.positions.shape)
+    return atoms
+
+
+def symmetric_top() -> Atoms:
+    """NH3 built with an exact C3 axis, so two global inertia moments are degenerate."""
+    angles = np.deg2rad([90.0, 210.0, 330.0])
+    h = np.stack([0.94 * np.cos(angles), 0.94 * np.sin(angles), np.zeros(3)], axis=1)
+    return Atoms("NH3", positions=np.vstack([[0.0, 0.0, 0.38], h]))
+
+
+SYMMETRIC = {
+    "benzene": lambda: molecule("C6H6"),
+    "methane": lambda: molecule("CH4"),
+    "ammonia": lambda: symmetric_top(),
+    "co2": lambda: molecule("CO2"),
+    "h2": lambda: molecule("H2"),
+    "single-atom": lambda: Atoms("O", positions=[[0.3, -0.2, 0.1]]),
+}
+
+
+# ---------------------------------------------------------------------- graph
+def test_graph_edges_match_brute_force_and_periodic_images():
+    mol = molecule("CH3CH2OH")
+    g = Graph.from_atoms([mol, molecule("H2O")], cutoff=2.0)
+    d = np.linalg.norm(mol.positions[:, None] - mol.positions[None], axis=-1)
+    expected = int(((d < 2.0) & (d > 0)).sum()) + 6  # water: every ordered pair is within 2 A
+    assert g.n_edges == expected and g.n_structures == 2
+    assert g.batch.tolist() == [0] * len(mol) + [1] * 3
+    assert g.n_electrons.tolist() == [26.0, 10.0]
+    diamond = bulk("C", "diamond", a=3.567)
+    gd = Graph.from_atoms([diamond], cutoff=1.6)
+    lengths = torch.linalg.norm(gd.edge_vectors(), dim=-1)
+    assert gd.n_edges == 8 and torch.allclose(lengths, torch.full_like(lengths, 3.567 * 3**0.5 / 4))
+    assert torch.bincount(gd.edge_index[1]).tolist() == [4, 4]
+    charged = molecule("H2O")
+    charged.info["charge"] = 1
+    assert Graph.from_atoms([charged], 2.0).n_electrons.item() == 9.0
+    with pytest.raises(InvalidInputError, match="closer than"):
+        Graph.from_atoms([Atoms("H2", positions=[[0, 0, 0], [0, 0, 1e-4]])], 2.0)
+
+
+def test_assign_slots_keeps_weight_and_variance():
+    w, s = np.array([1.0, 2.0, 3.0]), np.array([0.2, 0.5, 1.0])
+    for m in (1, 2, 3, 7):
+        ws, ss = assign_slots(w, s, m)
+        assert len(ws) == m and ws.sum() == pytest.approx(6.0)
+        assert (ws * ss**2).sum() == pytest.approx((w * s**2).sum())
+
+
+# ---------------------------------------------------------------------- symmetry
+@pytest.mark.parametrize("proper", [True, False], ids=["rotation", "reflection"])
+def test_density_is_equivariant_for_generic_molecules(model, proper):
+    for seed, atoms in enumerate([methyl_ethanol(), molecule("CH3CONH2")]):
+        assert_equivariant(model, atoms, random_orthogonal(seed, proper), np.array([1.5, -2.0, 0.7]))
+
+
+def test_degeneracy_weights_vanish_for_equal_moments():
+    lam = torch.tensor([[1.0, 1.0, 2.0], [0.0, 0.0, 0.0], [1.0, 2.0, 3.0]], dtype=torch.float64)
+    w = degeneracy_weights(lam, 0.02)
+    assert w[0, :2].abs().max() == 0 and w[0, 2] > 0.99 and w[1].abs().max() == 0 and (w[2] > 0.99).all()
+
+
+def test_frames_break_symmetry_on_generic_molecules(model):
+    f = frame_features(Graph.from_atoms([methyl_ethanol()], model.config.cutoff), model.config.cutoff)
+    axes = f.vectors[:, :3]  # (N, 3, 3)
+    assert (axes.norm(dim=-1) > 0.5).float().mean() > 0.8  # most axes get a definite sign
+
+
+def test_batching_does_not_change_a_structure(model):
+    atoms = methyl_ethanol()
+    alone = predict(model, [atoms])
+    batched = predict(model, [molecule("C6H6"), atoms, bulk("NaCl", "rocksalt", a=5.64)]).structure(1)
+    for x, y in ((alone.weights, batched.weights), (alone.centres, batched.centres)):
+        torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12)
+
+
+def test_density_is_invariant_to_atom_order(model):
+    atoms = methyl_ethanol()
+    perm = np.random.default_rng(1).permutation(len(atoms))
+    a, b = predict(model, [atoms]), predict(model, [atoms[perm]])
+    p = probe_points(atoms)
+    torch.testing.assert_close(evaluate_points(b, p), evaluate_points(a, p), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", list(SYMMETRIC))
+def test_degenerate_geometries_are_finite_and_equivariant(model, name):
+    atoms = SYMMETRIC[name]()
+    g = Graph.from_atoms([atoms], model.config.cutoff, dtype=torch.float64)
+    f = frame_features(g, model.config.cutoff)
+    assert all(torch.isfinite(t).all() for t in (f.scalars, f.vectors, f.matrices))
+    positions = g.positions.clone().requires_grad_(True)
+    mixture = model(dataclasses.replace(g, positions=positions))
+    rho = evaluate_points(mixture, probe_points(atoms, 200))
+    model.zero_grad()
+    rho.square().mean().backward()
+    assert torch.isfinite(positions.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert_equivariant(model, atoms, random_orthogonal(7), np.array([0.3, 0.1, -0.4]))
+
+
+def test_symmetric_molecule_gives_symmetric_density(model):
+    atoms = molecule("C6H6")  # planar: the density must be mirror-symmetric about the ring plane
+    normal = np.cross(atoms.positions[1] - atoms.positions[0], atoms.positions[2] - atoms.positions[0])
+    normal /= np.linalg.norm(normal)
+    mixture = predict(model, [atoms])
+    p = probe_points(atoms)
+    mirrored = p - 2.0 * np.outer((p - atoms.positions[0]) @ normal, normal)
+    torch.testing.assert_close(
+        evaluate_points(mixture, mirrored), evaluate_points(mixture, p), rtol=1e-6, atol=1e-9
+    )
+
+
+def test_periodic_cell_is_equivariant(model):
+    nacl = bulk("NaCl", "rocksalt", a=5.64)
+    nacl.positions += np.random.default_rng(2).normal(scale=0.05, size=nacl.positions.shape)
+    assert_equivariant(model, nacl, random_orthogonal(4), np.array([0.2, 0.0, 0.5]))
+
+
+# ---------------------------------------------------------------------- charge
+def test_weights_are_positive_and_sum_to_the_electron_count(model):
+    cation = methyl_ethanol()
+    cation.info["charge"] = 1
+    nacl = bulk("NaCl", "rocksalt", a=5.64)
+    structures = [methyl_ethanol(), cation, nacl, Atoms("H"), molecule("C6H6")]
+    mixture = predict(model, structures)
+    expected = torch.tensor([26.0, 25.0, 28.0, 1.0, 42.0], dtype=torch.float64)
+    torch.testing.assert_close(mixture.integral(), expected, rtol=1e-12, atol=1e-12)
+    assert (mixture.weights > 0).all()
+    per_atom = model.heads.gaussians_per_atom(
+        torch.as_tensor(np.concatenate([s.numbers for s in structures]))
+    )
+    assert mixture.n_gaussians == int(per_atom.sum())
+
+
+def banded_grid_integral(mixture: GaussianMixture, cell: np.ndarray | None = None) -> float:
+    """Integral of ``mixture`` from grid sums, each width band on a grid fine enough for it.
+
+    The Gaussians are grouped by their narrowest standard deviation (factor-2 bands); a
+    band with narrowest width a is sampled with spacing a / 1.3 (sampling error
+    ~exp(-2 pi^2 1.3^2) ~ 1e-15) on a periodic grid: the crystal's cell when that grid is
+    small enough, else a small cubic box (the integral of a periodised density over one
+    period is the total either way). 7-sigma cut-offs lose < 1e-10 of the weight.
+    """
+    sig = torch.linalg.eigvalsh(mixture.covariances).sqrt()  # (K, 3)
+    smin = sig[:, 0]
+    band = torch.floor(torch.log2(smin / smin.min())).long()
+    total = 0.0
+    for b in band.unique().tolist():
+        sel = band == b
+        sub = GaussianMixture(mixture.weights[sel], mixture.centres[sel], mixture.scale_tril[sel])
+        h = smin[sel].min().item() / 1.3
+        grid = None if cell is None else Grid.for_cell(cell, spacing=h)
+        if grid is None or grid.n_points > 3_000_000:
+            grid = Grid.for_cell(np.eye(3) * 48 * h, spacing=h)
+        total += evaluate(sub, grid, n_sigma=7.0).sum().item() * grid.voxel_volume
+    return total
+
+
+def test_grid_integral_equals_electron_count(model):
+    mol = molecule("CH3CH2OH")
+    diamond = bulk("C", "diamond", a=3.567)
+    mixtures = predict(model, [mol, diamond]).split()
+    assert banded_grid_integral(mixtures[0]) == pytest.approx(26.0, abs=1e-4)
+    assert banded_grid_integral(mixtures[1], diamond.cell.array) == pytest.approx(12.0, abs=1e-4)
+
+
+def test_untrained_model_is_close_to_the_promolecule(config, reference):
+    # default Gaussian counts: at least one floating slot per promolecule component
+    counts = ElectraConfig.for_reference(reference)
+    torch.manual_seed(0)
+    small = dataclasses.replace(config, n_core=counts.n_core, n_floating=counts.n_floating)
+    fresh = ElectraModel(small, reference).double()
+    atoms = molecule("CH3CH2OH")
+    mixture = predict(fresh, [atoms])
+    w = np.concatenate([reference[z].weights for z in atoms.numbers])
+    s = np.concatenate([reference[z].sigmas for z in atoms.numbers])
+    mu = np.repeat(atoms.positions, [len(reference[z].weights) for z in atoms.numbers], axis=0)
+    promolecule = GaussianMixture(
+        torch.as_tensor(w),
+        torch.as_tensor(mu),
+        torch.as_tensor(s)[:, None, None] * torch.eye(3, dtype=torch.float64),
+    )
+    p = probe_points(atoms, 2000)
+    ref, got = evaluate_points(promolecule, p), evaluate_points(mixture, p)
+    assert ((got - ref).abs().sum() / ref.abs().sum()).item() < 0.005
+
+
+# ---------------------------------------------------------------------- interface, files, errors
+def test_density_model_save_load_round_trip(tmp_path, config, reference):
+    dm = ElectraDensityModel(ElectraModel(config, reference))
+    assert isinstance(dm, DensityModel) and dm.elements == frozenset(config.elements)
+    structures = [methyl_ethanol(), bulk("NaCl", "rocksalt", a=5.64)]
+    before = dm.predict(structures)
+    folder = dm.save(tmp_path / "run")
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    for path in (folder, folder / "model.safetensors"):
+        after = ElectraDensityModel.load(path).predict(structures)
+        assert after.sizes == before.sizes
+        assert torch.equal(after.weights, before.weights) and torch.equal(after.centres, before.centres)
+        assert torch.equal(after.scale_tril, before.scale_tril)
+    assert ElectraConfig.from_dict(json.loads((folder / "config.json").read_text())) == config
+
+
+def test_new_model_uses_the_package_table(reference):
+    dm = ElectraDensityModel.new(seed=0)
+    assert dm.elements >= frozenset(range(1, 11))
+    mixture = dm.predict([molecule("H2O")])
+    assert mixture.integral().item() == pytest.approx(10.0, rel=1e-6)
+
+
+def test_load_errors_are_one_line(tmp_path, config):
+    with pytest.raises(FileFormatError, match="missing"):
+        ElectraDensityModel.load(tmp_path)
+    dm = ElectraDensityModel(ElectraModel(config))
+    folder = dm.save(tmp_path / "run")
+    (folder / "config.json").write_text(json.dumps({**config.to_dict(), "channels": 4}))
+    with pytest.raises(FileFormatError, match="do not match"):
+        ElectraDensityModel.load(folder)
+    (folder / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(FileFormatError):
+        ElectraDensityModel.load(folder)
+
+
+def test_unknown_element_and_bad_config_are_rejected(model, config):
+    dm = ElectraDensityModel(model)
+    with pytest.raises(UnknownElementError, match="Au"):
+        dm.predict([Atoms("AuH", positions=[[0, 0, 0], [0, 0, 1.5]])])
+    with pytest.raises(UnknownElementError, match="Au"):
+        model(Graph.from_atoms([Atoms("Au")], 4.0))
+    with pytest.raises(InvalidInputError, match="n_floating"):
+        dataclasses.replace(config, n_floating=(0,) * len(config.elements))
+    with pytest.raises(InvalidInputError, match="unknown fields"):
+        ElectraConfig.from_dict({**config.to_dict(), "colour": "blue"})
+
+
+def test_loss_on_grid_backpropagates_to_every_parameter(model):
+    atoms = methyl_ethanol()
+    mixture = predict(model, [atoms])
+    grid = Grid.for_molecule(atoms.positions, spacing=0.3, margin=2.0)
+    rho = evaluate(mixture, grid, backend="torch")
+    model.zero_grad()
+    (rho - 0.1).abs().mean().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+        assert torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name
