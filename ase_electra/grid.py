@@ -215,8 +215,11 @@ class Grid:
         ``(i * ny + j) * nz + k``) so large grids can be walked in chunks.
         """
         stop = self.n_points if stop is None else min(stop, self.n_points)
-        flat = np.arange(start, stop)
-        ijk = np.stack(np.unravel_index(flat, self.shape), axis=1).astype(np.float64)
+        return self.points_at(np.arange(start, stop))
+
+    def points_at(self, flat_indices: np.ndarray) -> np.ndarray:
+        """Cartesian positions of the points with these flat C-order indices, shape (P, 3), Angstrom."""
+        ijk = np.stack(np.unravel_index(flat_indices, self.shape), axis=1).astype(np.float64)
         return self.origin + (ijk / np.array(self.shape)) @ self.cell
 
     def chunks(self, chunk_size: int = 1 << 20) -> Iterator[tuple[slice, np.ndarray]]:

@@ -30,8 +30,9 @@ from ase import Atoms
 
 from .errors import ElectraError, FileFormatError, InvalidInputError
 from .reference import ReferenceRecord, save_record
+from .structures import FrameJob, plan_frames
 
-__all__ = ["SCFNotConvergedError", "LabelJob", "check_structure", "label_structure", "plan_labels", "label_files"]
+__all__ = ["SCFNotConvergedError", "check_structure", "label_structure", "plan_labels", "label_files"]
 
 #: The settings of the shared ``qm9-pbe-def2svp`` data set.
 DEFAULT_XC, DEFAULT_BASIS, DEFAULT_CONV_TOL = "pbe", "def2-svp", 1e-9
@@ -39,21 +40,6 @@ DEFAULT_XC, DEFAULT_BASIS, DEFAULT_CONV_TOL = "pbe", "def2-svp", 1e-9
 
 class SCFNotConvergedError(ElectraError, RuntimeError):
     """The Kohn-Sham iterations did not reach ``conv_tol`` within ``max_cycle``."""
-
-
-@dataclass(frozen=True, eq=False)
-class LabelJob:
-    """One frame to label and the record file it goes to."""
-
-    atoms: Atoms
-    source: Path
-    frame: int
-    output: Path
-
-    @property
-    def where(self) -> str:
-        """``path:frame``, for messages."""
-        return f"{self.source}:{self.frame}"
 
 
 def check_structure(atoms: Atoms, charge: int = 0) -> int:
@@ -169,52 +155,20 @@ def label_structure(
     )
 
 
-def _read_frames(path: Path, index: str) -> tuple[int, list[tuple[int, Atoms]]]:
-    """Frames in ``path``, and ``(frame, atoms)`` for those ``index`` (ASE syntax) selects."""
-    from ase.io import read
-    from ase.io.formats import string2index
-
-    if not path.is_file():
-        raise FileFormatError(f"{path}: {'is a folder' if path.is_dir() else 'no such file'}")
-    try:
-        selection = string2index(index)
-    except ValueError as err:
-        raise InvalidInputError(f"index: expected ASE syntax such as ':', '-1' or '::10', got {index!r}") from err
-    try:
-        frames = read(path, index=":")
-    except Exception as exc:  # ASE raises many types for unreadable input
-        raise FileFormatError(f"{path}: cannot read structures ({exc.__class__.__name__}: {exc})") from exc
-    numbers = list(range(len(frames)))
-    try:
-        chosen = numbers[selection] if isinstance(selection, slice) else [numbers[selection]]
-    except IndexError as err:
-        raise InvalidInputError(f"{path}: index {index!r} out of range for {len(frames)} frames") from err
-    if not chosen:
-        raise FileFormatError(f"{path}: no frames (empty file or empty index selection {index!r})")
-    return len(frames), [(i, frames[i]) for i in chosen]
-
-
 def plan_labels(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, *, index: str = ":",
-                charge: int = 0) -> list[LabelJob]:
+                charge: int = 0) -> list[FrameJob]:
     """Read and check every selected frame of ``paths`` and name its output in ``out_dir``.
 
     Raises FileFormatError or InvalidInputError (naming the file and frame) for unreadable
     files, unlabellable frames and two frames that would write the same output.
     """
-    jobs: dict[Path, LabelJob] = {}
-    for path in map(Path, paths):
-        count, frames = _read_frames(path, index)
-        for frame, atoms in frames:
-            output = Path(out_dir) / (f"{path.stem}.npz" if count == 1 else f"{path.stem}_{frame}.npz")
-            job = LabelJob(atoms, path, frame, output)
-            try:
-                check_structure(atoms, charge)
-            except InvalidInputError as err:
-                raise InvalidInputError(f"{job.where}: {err}") from err
-            if output in jobs:
-                raise InvalidInputError(f"{job.where} and {jobs[output].where} would both write {output}")
-            jobs[output] = job
-    return list(jobs.values())
+    jobs = plan_frames(map(Path, paths), Path(out_dir), ".npz", index)
+    for job in jobs:
+        try:
+            check_structure(job.atoms, charge)
+        except InvalidInputError as err:
+            raise InvalidInputError(f"{job.where}: {err}") from err
+    return jobs
 
 
 def label_files(
@@ -228,7 +182,7 @@ def label_files(
     conv_tol: float = DEFAULT_CONV_TOL,
     density_fit: bool = True,
     charge: int = 0,
-    progress: Callable[[list[LabelJob]], Iterable[LabelJob]] | None = None,
+    progress: Callable[[list[FrameJob]], Iterable[FrameJob]] | None = None,
 ) -> tuple[int, int]:
     """Label every selected frame of ``paths`` into ``out_dir``; returns (written, skipped).
 

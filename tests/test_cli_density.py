@@ -1,0 +1,139 @@
+"""electra-density end to end with the promolecule: naming, skipping, formats, bad input."""
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk, molecule
+from ase.io import read, write
+from click.testing import CliRunner
+
+from ase_electra import Grid
+from ase_electra.cli.density import main
+from ase_electra.io import read_density
+from ase_electra.models import load_model
+from ase_electra.predict import predict_densities
+
+FAST = ["--spacing", "0.3", "--margin", "2.0"]
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture
+def water_xyz(tmp_path):
+    path = tmp_path / "water.xyz"
+    write(path, molecule("H2O"))
+    return path
+
+
+def assert_is_the_prediction(density, atoms):
+    """The file holds the promolecule's density of ``atoms`` on the file's own grid."""
+    np.testing.assert_allclose(density.atoms.positions, atoms.positions, atol=1e-5)
+    (expected,) = predict_densities(load_model("promolecule"), [atoms], [density.grid])
+    np.testing.assert_allclose(density.values, expected.values, rtol=1e-4, atol=1e-6 * expected.values.max())
+
+
+def test_single_frame_cube(tmp_path, water_xyz):
+    result = run(water_xyz, "-o", tmp_path / "out", *FAST)
+    assert result.exit_code == 0, result.output
+    density = read_density(tmp_path / "out" / "water.cube")
+    assert_is_the_prediction(density, read(water_xyz))
+    np.testing.assert_allclose(density.grid.spacing, 0.3, atol=1e-6)
+    assert "1 frames: 1 written" in result.output
+
+
+def test_trajectory_frames_named_and_skipped_on_rerun(tmp_path):
+    frames = [molecule("CH4"), molecule("CH4"), molecule("CH4")]
+    for i, atoms in enumerate(frames):
+        atoms.positions += 0.05 * i
+    traj = tmp_path / "md.xyz"
+    write(traj, frames)
+    out = tmp_path / "out"
+    first = run(traj, "-o", out, *FAST, "--batch-size", "2")
+    assert first.exit_code == 0, first.output
+    assert sorted(p.name for p in out.iterdir()) == ["md_0.cube", "md_1.cube", "md_2.cube"]
+    before = (out / "md_1.cube").stat().st_mtime_ns
+    again = run(traj, "-o", out, *FAST)
+    assert "0 written, 3 already present" in again.output
+    assert (out / "md_1.cube").stat().st_mtime_ns == before
+
+
+def test_index_selects_frames(tmp_path):
+    traj = tmp_path / "md.xyz"
+    write(traj, [molecule("H2O")] * 4)
+    result = run(traj, "-o", tmp_path / "out", *FAST, "--index", "::2")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["md_0.cube", "md_2.cube"]
+
+
+def test_periodic_chgcar_uses_the_cell(tmp_path):
+    path = tmp_path / "POSCAR"
+    write(path, bulk("Si", "diamond", a=5.43), format="vasp")
+    result = run(path, "-o", tmp_path / "out", "--format", "chgcar", "--spacing", "0.25")
+    assert result.exit_code == 0, result.output
+    density = read_density(tmp_path / "out" / "POSCAR.chgcar")
+    np.testing.assert_allclose(density.atoms.cell.array, read(path).cell.array, atol=1e-6)
+    assert density.grid.pbc == (True, True, True)
+    assert_is_the_prediction(density, read(path))
+
+
+def test_molecule_as_chgcar_sits_in_its_box(tmp_path, water_xyz):
+    result = run(water_xyz, "-o", tmp_path / "out", *FAST, "--format", "chgcar")
+    assert result.exit_code == 0, result.output
+    density = read_density(tmp_path / "out" / "water.chgcar")
+    box = read(water_xyz)
+    box.translate(density.atoms.positions[0] - box.positions[0])
+    np.testing.assert_allclose(density.grid.origin, 0)
+    assert np.all(density.atoms.positions > 1.9)  # the 2 A margin now lies inside the cell
+    box_grid = Grid(density.grid.cell, density.grid.shape)  # evaluated without periodic images
+    (expected,) = predict_densities(load_model("promolecule"), [box], [box_grid])
+    np.testing.assert_allclose(density.values, expected.values, rtol=1e-4, atol=1e-6 * expected.values.max())
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("", "no frames (empty file)"),
+        ("3\n\nO 0 0 nan\nH 0 0 1\nH 0 1 0\n", "non-finite"),
+        ("1\n\nFe 0 0 0\n", "Fe not supported"),
+        ("2\n\nC 0 0 0\n", "cannot read"),
+    ],
+    ids=["empty", "nan", "unknown-element", "corrupt"],
+)
+def test_bad_input_one_line_error_no_output(tmp_path, content, message):
+    path = tmp_path / "bad.xyz"
+    path.write_text(content)
+    result = run(path, "-o", tmp_path / "out", *FAST)
+    assert result.exit_code == 1
+    assert message in result.output and str(path) in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not list((tmp_path / "out").glob("*"))
+
+
+def test_missing_file(tmp_path):
+    result = run(tmp_path / "nope.xyz", "-o", tmp_path / "out")
+    assert result.exit_code == 1 and "nope.xyz: no such file" in result.output
+
+
+def test_failure_in_frame_k_keeps_earlier_frames(tmp_path):
+    good = molecule("H2O")
+    bad = molecule("H2O")
+    bad.positions[0, 0] = np.nan
+    traj = tmp_path / "md.xyz"
+    write(traj, [good, good, bad])
+    result = run(traj, "-o", tmp_path / "out", *FAST)
+    assert result.exit_code == 1 and "md.xyz:2" in result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["md_0.cube", "md_1.cube"]
+
+
+def test_grid_too_large(tmp_path, water_xyz):
+    result = run(water_xyz, "-o", tmp_path / "out", "--spacing", "0.001", "--margin", "20")
+    assert result.exit_code == 1 and "coarser spacing" in result.output
+    assert not list((tmp_path / "out").glob("*"))
+
+
+def test_single_atom(tmp_path):
+    path = tmp_path / "ne.xyz"
+    write(path, Atoms("Ne", positions=[[0, 0, 0]]))
+    assert run(path, "-o", tmp_path / "out", *FAST).exit_code == 0
