@@ -68,6 +68,8 @@ def load_model(spec: str | Path = "promolecule", device: str | torch.device = "c
 
         return PromoleculeModel(device=device)
     path = Path(spec)
+    if (path / "best" / "config.json").is_file() and not (path / "config.json").is_file():
+        path = path / "best"  # a training run folder: its best model
     if path.is_dir() or path.suffix == ".safetensors":
         from .electra import ElectraDensityModel
 

@@ -8,10 +8,7 @@ A fresh model starts from the promolecule table of ``models/promolecule.py``.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -20,6 +17,7 @@ from ase import Atoms
 from ..errors import FileFormatError
 from ..gaussians import GaussianMixture
 from ..graph import Graph
+from ..io._atomic import atomic_path
 from ..nn.heads import AtomicReference
 from ..nn.model import ElectraConfig, ElectraModel
 from .base import check_structures
@@ -115,9 +113,9 @@ class ElectraDensityModel:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
-        with _replacing(folder / WEIGHTS_FILE) as tmp:
+        with atomic_path(folder / WEIGHTS_FILE) as tmp:
             save_file(state, str(tmp), metadata={"format": _FORMAT})
-        with _replacing(folder / CONFIG_FILE) as tmp:
+        with atomic_path(folder / CONFIG_FILE) as tmp:
             tmp.write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
         return folder
 
@@ -158,16 +156,3 @@ class ElectraDensityModel:
     def __repr__(self) -> str:
         c = self.config
         return f"ElectraDensityModel(name={self.name!r}, elements={len(c.elements)}, device={self.device})"
-
-
-@contextmanager
-def _replacing(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; rename it onto ``target`` on success, else delete it."""
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -1,0 +1,81 @@
+"""``electra-train``: train an ELECTRA model on a folder of reference densities."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+
+from ._common import traceback_option, user_errors
+
+
+@click.command(context_settings={"show_default": True})
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "run_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Run folder: checkpoint, best model (RUN/best), log.csv.")
+@click.option("--val", "val_dir", type=click.Path(path_type=Path),
+              help="Validation folder (may hold QM9 test-split records, for a final evaluation).")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Hold out this random fraction of DATA; default: the QM9 rule (index ending in 8).")
+@click.option("--epochs", type=click.IntRange(min=1), default=100)
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True),
+              help="Stop cleanly after this wall time, minutes (building the grid cache included).")
+@click.option("--loss", type=click.Choice(["auto", "probe", "grid"]), default="auto",
+              help="Training loss: full-grid NMAE or probe-sampled NMAE; auto = grid on CUDA, probe on CPU.")
+@click.option("--probes", type=click.IntRange(min=1), default=4096, help="Probe points per structure and step.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, help="Structures per step (per process).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, help="Initial learning rate.")
+@click.option("--seed", type=int, default=0)
+@click.option("--resume", is_flag=True, help="Continue the run in RUN from its checkpoint.")
+@click.option("--model-config", type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON file of model settings (e.g. {\"channels\": 64}) or a full model config.json.")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=100, help="Steps between checkpoints.")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of cached reference grids [default: RUN/../cache].")
+@click.option("--spacing", type=click.FloatRange(min=0, min_open=True), default=0.1,
+              help="Grid spacing of reference records, Angstrom.")
+@click.option("--margin", type=click.FloatRange(min=0), default=4.0,
+              help="Vacuum around molecules of reference records, Angstrom.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
+@traceback_option
+def main(data, run_dir, val_dir, val_fraction, epochs, max_minutes, loss, probes, batch_size, lr, seed, resume,
+         model_config, checkpoint_every, cache_dir, spacing, margin, device, traceback):
+    """Train on the reference records (*.npz), cube and CHGCAR files in DATA.
+
+    Validation is the full-grid NMAE after every epoch; the best model is saved to
+    RUN/best, usable as `electra-density --model RUN/best`. QM9 test-split records
+    are never trained on.
+    """
+    if val_dir is not None and val_fraction is not None:
+        raise click.UsageError("--val and --val-fraction exclude each other")
+    with user_errors(traceback):
+        from ase_electra.datasets import GridCache, find_samples, refuse_test, split_samples
+        from ase_electra.errors import FileFormatError
+        from ase_electra.train import TrainConfig, model_config_for, train
+
+        samples = find_samples(data, spacing, margin)
+        if val_dir is None:
+            train_samples, val_samples = split_samples(samples, val_fraction, seed)
+        else:
+            refuse_test(samples)
+            train_samples, val_samples = samples, find_samples(val_dir, spacing, margin)
+        config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, probes=probes, seed=seed,
+                             max_minutes=max_minutes, checkpoint_every=checkpoint_every, device=device)
+        model = None
+        if model_config is not None:
+            try:  # JSON syntax and bad settings are both ValueErrors
+                model = model_config_for(train_samples + val_samples, json.loads(model_config.read_text()))
+            except (OSError, ValueError) as err:
+                raise FileFormatError(f"{model_config}: {err}") from None
+        cache = None if cache_dir is None else GridCache(cache_dir)
+        result = train(train_samples, val_samples, run_dir, config, model_config=model, cache=cache, resume=resume)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
+        return
+    stop = {None: "", "time": " (time limit)", "steps": " (step limit)"}[result.stopped]
+    click.echo(
+        f"{len(train_samples)} training, {len(val_samples)} validation structures: {result.epochs} epochs, "
+        f"{result.steps} steps in {result.seconds:.0f} s{stop}; best validation NMAE "
+        f"{100 * result.best_val_nmae:.3f} % -> {run_dir / 'best'}"
+    )
