@@ -53,6 +53,7 @@ from ase import Atoms
 from .errors import FileFormatError, InvalidInputError
 from .grid import Grid
 from .io._atomic import atomic_path
+from .io._files import require_file
 
 __all__ = [
     "BOHR",
@@ -344,9 +345,7 @@ def load_record(path: str | os.PathLike) -> ReferenceRecord:
     import zipfile
     import zlib
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileFormatError(f"{path}: {'is a folder' if path.is_dir() else 'no such file'}")
+    path = require_file(path)
     try:
         data = np.load(path, allow_pickle=False)
         if not isinstance(data, np.lib.npyio.NpzFile):

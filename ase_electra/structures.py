@@ -15,6 +15,7 @@ from pathlib import Path
 from ase import Atoms
 
 from .errors import FileFormatError, InvalidInputError
+from .io._files import require_file
 
 __all__ = ["FrameJob", "read_frames", "plan_frames"]
 
@@ -43,8 +44,7 @@ def read_frames(path: Path, index: str = ":") -> tuple[int, list[tuple[int, Atom
     from ase.io import read
     from ase.io.formats import string2index
 
-    if not path.is_file():
-        raise FileFormatError(f"{path}: {'is a folder' if path.is_dir() else 'no such file'}")
+    path = require_file(path)
     try:
         selection = string2index(index)
     except ValueError as err:

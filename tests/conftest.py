@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -41,3 +42,22 @@ def random_mixture(
 @pytest.fixture
 def mixture() -> GaussianMixture:
     return random_mixture(12)
+
+
+def copy_records(tmp_path_factory: pytest.TempPathFactory, names: tuple[str, ...]) -> Path:
+    """A fresh folder holding copies of the named shared records; skips if they are absent."""
+    if not all((SHARED_DATA / name).is_file() for name in names):
+        pytest.skip(f"reference records {names} not in {SHARED_DATA}")
+    folder = tmp_path_factory.mktemp("records")
+    for name in names:
+        shutil.copy(SHARED_DATA / name, folder / name)
+    return folder
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: a second intra-op thread only adds contention on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

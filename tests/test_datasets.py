@@ -15,7 +15,7 @@ from ase_electra.datasets import GridCache, find_samples, sample_probes, split_s
 from ase_electra.io import write_density
 from ase_electra.reference import ReferenceRecord, load_record
 
-from .conftest import SHARED_DATA
+from .conftest import copy_records
 
 #: Two small training records and one validation record (QM9 index ending in 8).
 RECORDS = ("qm9_000506.npz", "qm9_004683.npz", "qm9_017018.npz")
@@ -24,12 +24,7 @@ COARSE = {"spacing": 0.3, "margin": 2.5}
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory) -> Path:
-    if not all((SHARED_DATA / name).is_file() for name in RECORDS):
-        pytest.skip(f"reference records {RECORDS} not in {SHARED_DATA}")
-    folder = tmp_path_factory.mktemp("records")
-    for name in RECORDS:
-        shutil.copy(SHARED_DATA / name, folder / name)
-    return folder
+    return copy_records(tmp_path_factory, RECORDS)
 
 
 def _gaussian_density(atoms: Atoms, grid: Grid) -> Density:

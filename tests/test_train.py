@@ -27,7 +27,7 @@ from ase_electra.models.electra import ElectraDensityModel
 from ase_electra.models.promolecule import PromoleculeModel
 from ase_electra.train import TrainConfig, grid_nmae, model_config_for, probe_nmae, train
 
-from .conftest import SHARED_DATA
+from .conftest import copy_records
 
 RECORDS = ("qm9_000506.npz", "qm9_004683.npz", "qm9_003421.npz", "qm9_017018.npz")
 COARSE = {"spacing": 0.3, "margin": 2.5}
@@ -35,23 +35,12 @@ TINY = {"channels": 8, "layers": 1, "n_bessel": 4, "radial_hidden": 8, "floating
 FAST = TrainConfig(epochs=2, probes=512, checkpoint_every=2, device="cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: a second intra-op thread only adds contention on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory) -> Path:
-    if not all((SHARED_DATA / name).is_file() for name in RECORDS):
-        pytest.skip(f"reference records {RECORDS} not in {SHARED_DATA}")
-    folder = tmp_path_factory.mktemp("records")
-    for name in RECORDS:
-        shutil.copy(SHARED_DATA / name, folder / name)
-    return folder
+    return copy_records(tmp_path_factory, RECORDS)
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ from ..density import Density
 from ..errors import FileFormatError, InvalidInputError
 from ..grid import Grid
 from ._atomic import atomic_path
+from ._files import first_line, require_file
 from ._format import write_rows
 
 __all__ = ["read_chgcar", "write_chgcar"]
@@ -55,16 +56,13 @@ def read_chgcar(path: str | os.PathLike) -> Density:
     """
     from pymatgen.io.vasp.outputs import Chgcar  # pymatgen takes ~1 s to import
 
-    path = Path(path)
-    if not path.is_file():
-        problem = "is a folder, not a file" if path.is_dir() else "no such file"
-        raise FileFormatError(f"{path}: {problem}")
+    path = require_file(path)
     try:
         chgcar = Chgcar.from_file(str(path))
     except OSError as err:
         raise FileFormatError(f"{path}: cannot read: {err.strerror or err}") from err
     except (ValueError, IndexError, KeyError, EOFError) as err:  # pymatgen's parse errors
-        raise FileFormatError(f"{path}: corrupt or truncated CHGCAR ({_first_line(err)})") from err
+        raise FileFormatError(f"{path}: corrupt or truncated CHGCAR ({first_line(err)})") from err
 
     structure = chgcar.structure
     cell = np.array(structure.lattice.matrix)  # (3, 3), Angstrom
@@ -82,11 +80,6 @@ def read_chgcar(path: str | os.PathLike) -> Density:
         return Density(atoms, grid, data / abs(np.linalg.det(cell)))  # -> e/Angstrom^3
     except (InvalidInputError, KeyError) as err:
         raise FileFormatError(f"{path}: invalid CHGCAR contents: {err}") from err
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
 
 
 def write_chgcar(path: str | os.PathLike, density: Density) -> None:

@@ -28,6 +28,7 @@ from ..density import Density
 from ..errors import FileFormatError, InvalidInputError
 from ..grid import Grid
 from ._atomic import atomic_path
+from ._files import first_line, require_file
 from ._format import write_rows
 
 __all__ = ["read_cube", "write_cube"]
@@ -58,17 +59,14 @@ def read_cube(path: str | os.PathLike) -> Density:
         If the file is missing, unreadable, corrupt or truncated; the one-line message
         names the file and the problem.
     """
-    path = Path(path)
-    if not path.is_file():
-        problem = "is a folder, not a file" if path.is_dir() else "no such file"
-        raise FileFormatError(f"{path}: {problem}")
+    path = require_file(path)
     try:
         with open(path, encoding="utf-8") as fh:
             content = ase_cube.read_cube(fh, read_data=True)
     except OSError as err:
         raise FileFormatError(f"{path}: cannot read: {err.strerror or err}") from err
     except (ValueError, IndexError, MemoryError) as err:  # ASE parses with int()/float()/reshape
-        raise FileFormatError(f"{path}: {_diagnose(path)} ({_first_line(err)})") from err
+        raise FileFormatError(f"{path}: {_diagnose(path)} ({first_line(err)})") from err
 
     datas = content["datas"]  # (n_values, nx, ny, nz)
     if len(datas) != 1:
@@ -98,11 +96,6 @@ def _diagnose(path: Path) -> str:
     except (ValueError, IndexError, MemoryError):
         return "corrupt or truncated cube header"
     return "corrupt or truncated cube data"
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
 
 
 def write_cube(path: str | os.PathLike, density: Density, comment: str | None = None) -> None:
