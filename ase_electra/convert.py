@@ -61,6 +61,7 @@ def convert(
     index: str = ":",
     batch_size: int = 1,
     overwrite: bool = False,
+    png: bool = False,
     max_points: int = DEFAULT_MAX_POINTS,
     progress: Callable[[list[FrameJob]], Iterable[FrameJob]] | None = None,
 ) -> ConversionSummary:
@@ -76,6 +77,10 @@ def convert(
         ASE frame selection applied to every file.
     batch_size : int
         Frames per model call.
+    png : bool
+        Also write ``<output stem>.png`` per frame: log-scale density slices through the
+        principal plane (:mod:`ase_electra.render`). A frame is done when both files exist;
+        an existing density file is kept unless ``overwrite``.
     progress : callable, optional
         Wraps the frames still to write (e.g. ``tqdm``).
     """
@@ -85,7 +90,7 @@ def convert(
         raise InvalidInputError(f"batch size: expected >= 1, got {batch_size}")
     start = time.perf_counter()
     jobs = plan_frames(files, out_dir, SUFFIX[fmt], index)
-    todo = [job for job in jobs if overwrite or not job.output.exists()]
+    todo = [job for job in jobs if overwrite or not all(p.exists() for p in _outputs(job, png))]
     out_dir.mkdir(parents=True, exist_ok=True)
     stream = iter(progress(todo) if progress else todo)
     while batch := list(itertools.islice(stream, batch_size)):
@@ -94,7 +99,23 @@ def convert(
                 raise InvalidInputError(f"{job.where}: non-finite atomic positions")
         grids = [grid_for(job.atoms, spacing, margin, max_points) for job in batch]
         for job, density in zip(batch, predict_densities(model, [job.atoms for job in batch], grids)):
+            picture = density
             if fmt == "chgcar":
                 density = Density(*in_box_frame(density.atoms, density.grid), density.values)
-            write_density(job.output, density, format=fmt)
+            if overwrite or not job.output.exists():
+                write_density(job.output, density, format=fmt)
+            if png and (overwrite or not job.output.with_suffix(".png").exists()):
+                _write_png(job, picture, model.name)
     return ConversionSummary(len(jobs), len(todo), len(jobs) - len(todo), time.perf_counter() - start)
+
+
+def _outputs(job: FrameJob, png: bool) -> list[Path]:
+    """The files a finished ``job`` leaves."""
+    return [job.output, job.output.with_suffix(".png")] if png else [job.output]
+
+
+def _write_png(job: FrameJob, density: Density, model_name: str) -> None:
+    """``<output stem>.png``: the density's slices, titled with the frame, formula and model."""
+    from .render import write_density_png
+
+    write_density_png(job.output.with_suffix(".png"), density, name=job.output.stem, model=model_name)

@@ -13,7 +13,8 @@ from ._common import traceback_option, user_errors
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the density files (created if missing).")
-@click.option("--model", default="promolecule", help="Model: 'promolecule' or a path to a trained model.")
+@click.option("--model", default="promolecule",
+              help="Model: 'default' (shipped weights), 'promolecule' or a path to a trained model.")
 @click.option("--format", "fmt", type=click.Choice(["cube", "chgcar"]), default="cube",
               help="Output format: Gaussian cube (bohr, e/bohr^3) or VASP CHGCAR (rho * V_cell).")
 @click.option("--spacing", type=click.FloatRange(min=0, min_open=True), default=0.1,
@@ -25,12 +26,15 @@ from ._common import traceback_option, user_errors
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               help="Where the model runs.")
 @click.option("--overwrite", is_flag=True, help="Rewrite outputs that already exist.")
+@click.option("--png", is_flag=True,
+              help="Also write OUTPUT/<stem>.png per frame: log-scale density slices through the principal plane.")
 @traceback_option
-def main(files, out_dir, model, fmt, spacing, margin, index, batch_size, device, overwrite, traceback):
+def main(files, out_dir, model, fmt, spacing, margin, index, batch_size, device, overwrite, png, traceback):
     """Predict the electron density of every frame of FILES (any format ASE reads).
 
     Writes OUTPUT/<stem>.<format> for a file with one frame and
-    OUTPUT/<stem>_<frame>.<format> otherwise; existing outputs are skipped.
+    OUTPUT/<stem>_<frame>.<format> otherwise (and a .png of the same stem with
+    --png); existing outputs are skipped.
     """
     from tqdm import tqdm
 
@@ -41,7 +45,7 @@ def main(files, out_dir, model, fmt, spacing, margin, index, batch_size, device,
         density_model = load_model(model, device=_device(device))
         summary = convert(
             list(files), out_dir, density_model, fmt=fmt, spacing=spacing, margin=margin, index=index,
-            batch_size=batch_size, overwrite=overwrite,
+            batch_size=batch_size, overwrite=overwrite, png=png,
             progress=lambda todo: tqdm(todo, desc="frames", unit="frame", dynamic_ncols=True),
         )
     click.echo(summary.line(out_dir))

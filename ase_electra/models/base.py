@@ -8,10 +8,13 @@ from typing import Protocol, runtime_checkable
 import torch
 from ase import Atoms
 
-from ..errors import InvalidInputError, UnknownElementError
+from ..errors import FileFormatError, InvalidInputError, UnknownElementError
 from ..gaussians import GaussianMixture
 
-__all__ = ["DensityModel", "load_model", "check_structures"]
+__all__ = ["DensityModel", "load_model", "check_structures", "shipped_model"]
+
+#: The package (``weights/`` in the source tree) holding the shipped model in ``default/``.
+_WEIGHTS_PACKAGE = "ase_electra.weights"
 
 
 @runtime_checkable
@@ -58,11 +61,14 @@ def load_model(spec: str | Path = "promolecule", device: str | torch.device = "c
     Parameters
     ----------
     spec : str or Path
-        ``"promolecule"`` (superposition of atomic densities), or a trained ELECTRA model:
-        a run folder (``electra-train -o RUN``), a model folder or its ``.safetensors`` file.
+        ``"default"`` (the ELECTRA model shipped with the package), ``"promolecule"``
+        (superposition of atomic densities), or a trained ELECTRA model: a run folder
+        (``electra-train -o RUN``), a model folder or its ``.safetensors`` file.
     device : str or torch.device
         Where the model runs.
     """
+    if str(spec) == "default":
+        return shipped_model(device)
     if str(spec) == "promolecule":
         from .promolecule import PromoleculeModel
 
@@ -75,5 +81,31 @@ def load_model(spec: str | Path = "promolecule", device: str | torch.device = "c
 
         return ElectraDensityModel.load(path, device=device)
     raise InvalidInputError(
-        f"model: {str(spec)!r} is neither 'promolecule' nor a trained model folder or .safetensors file"
+        f"model: {str(spec)!r} is neither 'default', 'promolecule' nor a trained model folder or .safetensors file"
     )
+
+
+def shipped_model(device: str | torch.device = "cpu") -> DensityModel:
+    """The ELECTRA model shipped in the package (``ase_electra/weights/default``).
+
+    Raises
+    ------
+    FileFormatError
+        If this installation has no shipped weights.
+    """
+    from importlib import resources
+
+    from .electra import CONFIG_FILE, WEIGHTS_FILE, ElectraDensityModel
+
+    try:
+        folder = resources.files(_WEIGHTS_PACKAGE) / "default"
+    except ModuleNotFoundError:
+        folder = None
+    if folder is None or not all(folder.joinpath(name).is_file() for name in (CONFIG_FILE, WEIGHTS_FILE)):
+        raise FileFormatError(
+            "model 'default': this installation of ase-electra has no shipped weights "
+            f"({_WEIGHTS_PACKAGE}/default/{CONFIG_FILE} and {WEIGHTS_FILE}); "
+            "use 'promolecule' or a trained model folder"
+        )
+    with resources.as_file(folder) as path:
+        return ElectraDensityModel.load(path, device=device)

@@ -1,0 +1,367 @@
+"""ElectraCalculator: an ASE calculator whose result is an all-electron density.
+
+A density model maps a structure to a Gaussian mixture (Angstrom)::
+
+    rho(r) = sum_k w_k N(r | mu_k, L_k L_k^T)        (e/Angstrom^3)
+
+with non-negative weights ``w_k`` (electrons) summing to the electron count, sum of the
+atomic numbers minus ``atoms.info["charge"]``. The calculator predicts the mixture once
+per structure, keeps it in ``self.results["gaussian_mixture"]``, and evaluates it on
+demand: on grids (:meth:`ElectraCalculator.get_density`,
+:meth:`ElectraCalculator.get_pseudo_density`) or at points
+(:meth:`ElectraCalculator.get_density_at`).
+
+The one standard ASE property is the dipole moment. The first moment of a normalised
+Gaussian is its centre, so the dipole of nuclei plus electrons is analytic::
+
+    p = sum_i Z_i R_i - sum_k w_k mu_k                (e * Angstrom, ASE's unit)
+
+For a neutral structure (sum_k w_k = sum_i Z_i) it does not depend on the origin. For a
+net charge Q = sum_i Z_i - sum_k w_k it is taken about the coordinate origin: moving
+the structure by d changes it by Q d. For periodic structures it is the dipole of the
+atoms as positioned (unwrapped), not a polarisation of the crystal.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.calculator import CalculationFailed, Calculator, InputError, all_changes
+from ase.data import chemical_symbols
+
+from .density import Density
+from .errors import ElectraError, InvalidInputError, UnknownElementError
+from .evaluate import evaluate, evaluate_points
+from .gaussians import GaussianMixture
+from .grid import Grid
+from .models import DensityModel, load_model
+
+__all__ = ["ElectraCalculator", "CalculatorInputError", "CalculatorElementError"]
+
+_DEVICES = ("auto", "cpu", "cuda")
+_MIXTURE, _DENSITY = "gaussian_mixture", "density"
+_NO_ATOMS = "no atoms yet: pass atoms=..., or first ask the atoms for a property (atoms.get_dipole_moment())"
+
+
+class CalculatorInputError(InputError, InvalidInputError):
+    """Bad calculator parameters or structure: both an ASE ``InputError`` and an ase-electra error."""
+
+
+class CalculatorElementError(CalculatorInputError, UnknownElementError):
+    """The structure holds an element the model does not know."""
+
+
+class ElectraCalculator(Calculator):
+    """Electron density of a structure predicted by an ELECTRA model.
+
+    Parameters
+    ----------
+    model : str, path or DensityModel
+        ``"default"`` (the model shipped with the package), ``"promolecule"``
+        (superposition of atomic densities), a training run folder, a model folder
+        (``config.json`` + ``model.safetensors``) or its ``.safetensors`` file, or a
+        :class:`~ase_electra.models.DensityModel` instance (used as is, on its device).
+    device : {"auto", "cpu", "cuda"}
+        Where a model loaded by name or path runs; ``"auto"`` picks CUDA when present.
+    spacing : float, Angstrom
+        Spacing of the default grid (:meth:`get_pseudo_density`, :meth:`get_density`).
+    margin : float, Angstrom
+        Vacuum around molecules on the default grid. Fully periodic structures use their
+        cell; anything else gets a box (:meth:`~ase_electra.grid.Grid.for_atoms`).
+
+    The model is loaded when the calculator is made and kept until ``model`` or
+    ``device`` change. Bad parameters raise :class:`CalculatorInputError` (an ASE
+    ``InputError``) at once; unsupported elements raise :class:`CalculatorElementError`
+    before any prediction.
+
+    Examples
+    --------
+    >>> from ase.build import molecule
+    >>> atoms = molecule("H2O")
+    >>> atoms.calc = ElectraCalculator(model="promolecule", spacing=0.2)
+    >>> atoms.get_dipole_moment().round(6).tolist()  # spherical neutral atoms: no dipole
+    [0.0, 0.0, 0.0]
+    >>> round(atoms.calc.get_number_of_electrons(), 9), atoms.calc.get_pseudo_density().shape
+    (10.0, (41, 49, 44))
+    """
+
+    implemented_properties = ["dipole"]
+    default_parameters = {"model": "default", "device": "auto", "spacing": 0.1, "margin": 4.0}
+    nolabel = True
+
+    def __init__(self, **kwargs) -> None:
+        self._model: DensityModel | None = None
+        Calculator.__init__(self, **kwargs)
+
+    # ------------------------------------------------------------------ parameters
+    def set(self, **kwargs) -> dict:
+        """Change parameters; a new ``model`` or ``device`` reloads the model and clears results."""
+        unknown = sorted(set(kwargs) - set(self.default_parameters))
+        if unknown:
+            raise CalculatorInputError(
+                f"unknown parameter(s) {', '.join(unknown)}; expected {', '.join(self.default_parameters)}"
+            )
+        merged = {**self.parameters, **kwargs}
+        _check_parameters(merged)
+        reload = self._model is None or any(
+            key in kwargs and kwargs[key] is not self.parameters[key] and kwargs[key] != self.parameters[key]
+            for key in ("model", "device")
+        )
+        model = _load(merged["model"], merged["device"]) if reload else self._model
+        changed = Calculator.set(self, **kwargs)
+        self._model = model
+        if reload:
+            self.reset()
+        elif {"spacing", "margin"} & changed.keys():
+            self.results.pop(_DENSITY, None)
+        return changed
+
+    @property
+    def model(self) -> DensityModel:
+        """The loaded density model."""
+        return self._model
+
+    def todict(self, skip_default: bool = True) -> dict:
+        """Parameters as a dict; a model instance is given by its name."""
+        params = Calculator.todict(self, skip_default)
+        if "model" in params and not isinstance(params["model"], (str, os.PathLike)):
+            params["model"] = self._model.name
+        elif "model" in params:
+            params["model"] = str(params["model"])
+        return params
+
+    def check_state(self, atoms: Atoms, tol: float = 1e-15) -> list[str]:
+        """ASE's system changes, plus ``"charge"`` when ``atoms.info["charge"]`` changed."""
+        changes = Calculator.check_state(self, atoms, tol)
+        if self.atoms is not None and atoms.info.get("charge", 0) != self.atoms.info.get("charge", 0):
+            changes = [*changes, "charge"]
+        return changes
+
+    # ------------------------------------------------------------------ calculation
+    def calculate(
+        self,
+        atoms: Atoms | None = None,
+        properties: Sequence[str] | None = None,
+        system_changes: Sequence[str] = all_changes,
+    ) -> None:
+        """Predict the mixture of ``atoms`` (unless cached) and the dipole.
+
+        Results: ``"gaussian_mixture"`` (:class:`GaussianMixture`, Angstrom, on the
+        model's device) and ``"dipole"`` (shape (3,), e * Angstrom).
+        """
+        if properties is None:
+            properties = self.implemented_properties
+        if system_changes:
+            self.results = {}
+        Calculator.calculate(self, atoms, properties, system_changes)
+        if self.atoms is None:
+            raise CalculatorInputError(_NO_ATOMS)
+        atoms = self.atoms
+        if _MIXTURE not in self.results:
+            self.results[_MIXTURE] = self._predict(atoms)
+        mixture = self.results[_MIXTURE]
+        electrons = (mixture.weights.double()[:, None] * mixture.centres.double()).sum(0)  # (3,) e*A
+        self.results["dipole"] = atoms.numbers @ atoms.positions - electrons.cpu().numpy()
+
+    def _predict(self, atoms: Atoms) -> GaussianMixture:
+        model = self._model
+        _check_atoms(atoms, model)
+        try:
+            with torch.no_grad():
+                mixture = model.predict([atoms])
+        except UnknownElementError as exc:
+            raise CalculatorElementError(str(exc)) from None
+        except ElectraError as exc:
+            raise CalculationFailed(f"{model.name}: {exc}") from exc
+        if mixture.n_structures != 1:
+            raise CalculationFailed(f"{model.name}: returned {mixture.n_structures} structures for one")
+        return mixture.detach()
+
+    def _result(self, name: str, atoms: Atoms | None) -> object:
+        """``self.results[name]`` for ``atoms`` (default: the last atoms), calculating if needed."""
+        if atoms is None:
+            atoms = self.atoms
+            if atoms is None:
+                raise CalculatorInputError(_NO_ATOMS)
+            system_changes = []
+        else:
+            system_changes = self.check_state(atoms)
+            if system_changes:
+                self.reset()
+        if name not in self.results:
+            self.calculate(atoms, [name], system_changes)
+        return self.results[name]
+
+    # ------------------------------------------------------------------ densities
+    def get_gaussian_mixture(self, atoms: Atoms | None = None) -> GaussianMixture:
+        """The predicted mixture of ``atoms`` (weights e, centres and scale_tril Angstrom).
+
+        The mixture is cached and shared: treat its tensors as read-only.
+        """
+        return self._result(_MIXTURE, atoms)
+
+    def get_number_of_electrons(self, atoms: Atoms | None = None) -> float:
+        """Analytic integral of the density (sum of the weights), electrons."""
+        return float(self.get_gaussian_mixture(atoms).weights.double().sum())
+
+    def get_density(
+        self,
+        atoms: Atoms | None = None,
+        spacing: float | None = None,
+        margin: float | None = None,
+        grid: Grid | None = None,
+    ) -> Density:
+        """The density on a grid: ``grid``, or the default grid of ``atoms``.
+
+        Parameters
+        ----------
+        spacing, margin : float, Angstrom, optional
+            Override the calculator's parameters for this call (:meth:`Grid.for_atoms`).
+        grid : Grid, optional
+            Evaluate here instead; excludes ``spacing`` and ``margin``.
+
+        Returns
+        -------
+        Density with read-only values, (nx, ny, nz) ndarray, e/Angstrom^3. The default
+        grid's density is cached until the atoms, ``spacing`` or ``margin`` change.
+        """
+        if grid is not None and (spacing is not None or margin is not None):
+            raise CalculatorInputError("get_density: pass either grid or spacing/margin, not both")
+        if grid is not None and not isinstance(grid, Grid):
+            raise CalculatorInputError(f"grid: expected an ase_electra Grid, got {type(grid).__name__}")
+        p = self.parameters
+        custom = {"spacing": p.spacing if spacing is None else spacing,
+                  "margin": p.margin if margin is None else margin}
+        _check_parameters(custom)
+        mixture = self.get_gaussian_mixture(atoms)
+        if grid is None and custom == {"spacing": p.spacing, "margin": p.margin}:
+            if _DENSITY not in self.results:
+                self.results[_DENSITY] = self._evaluate(mixture, self._default_grid(p.spacing, p.margin))
+            return self.results[_DENSITY]
+        if grid is None:
+            grid = self._default_grid(custom["spacing"], custom["margin"])
+        return self._evaluate(mixture, grid)
+
+    def get_pseudo_density(
+        self, spin: int | None = None, pad: bool = True, atoms: Atoms | None = None
+    ) -> np.ndarray:
+        """The density on the default grid, (nx, ny, nz) ndarray, e/Angstrom^3 (a copy).
+
+        The name and signature of ASE's DFT calculators (used by ``ase.dft.stm`` and
+        ``ase.visualize.mlab``): like them, without ``atoms`` it describes the atoms of
+        the last calculation. The density is all-electron and spin-unpolarised: ``spin``
+        may be None or 0 (the total). ``pad`` is accepted for compatibility; the grid
+        always holds every point. Where the points lie: ``get_density().grid``.
+        """
+        if spin not in (None, 0):
+            raise CalculatorInputError(f"spin: the density is not spin-polarised; expected None or 0, got {spin!r}")
+        return self.get_density(atoms).values.copy()
+
+    def get_spin_polarized(self) -> bool:
+        """False: the predicted density is the total density."""
+        return False
+
+    def get_density_at(self, points: np.ndarray, atoms: Atoms | None = None) -> np.ndarray:
+        """The density at arbitrary points, summing periodic images along ``atoms.pbc``.
+
+        For structures periodic along some axes only (slabs, wires) the default grid is a
+        non-periodic box, whose values leave out the images counted here.
+
+        Parameters
+        ----------
+        points : array, shape (..., 3), Angstrom
+
+        Returns
+        -------
+        ndarray, shape (...), e/Angstrom^3, float64.
+        """
+        pts = np.asarray(points, dtype=np.float64)
+        if pts.ndim == 0 or pts.shape[-1] != 3:
+            raise CalculatorInputError(f"points: expected shape (..., 3), got {pts.shape}")
+        if not np.isfinite(pts).all():
+            raise CalculatorInputError("points: non-finite coordinates")
+        mixture = self.get_gaussian_mixture(atoms)
+        pbc = tuple(bool(p) for p in self.atoms.pbc)
+        cell = self.atoms.cell.array if any(pbc) else None
+        with torch.no_grad():
+            values = evaluate_points(mixture, pts.reshape(-1, 3), cell=cell, pbc=pbc)  # (P,)
+        return values.double().cpu().numpy().reshape(pts.shape[:-1])
+
+    def _default_grid(self, spacing: float, margin: float) -> Grid:
+        try:
+            return Grid.for_atoms(self.atoms, spacing=spacing, margin=margin)
+        except InvalidInputError as exc:
+            raise CalculatorInputError(str(exc)) from None
+
+    def _evaluate(self, mixture: GaussianMixture, grid: Grid) -> Density:
+        with torch.no_grad():
+            values = evaluate(mixture, grid).double().cpu().numpy()
+        if not np.isfinite(values).all():
+            raise CalculationFailed(f"{self._model.name}: non-finite density on the grid")
+        values.setflags(write=False)
+        atoms = self.atoms.copy()
+        atoms.calc = None
+        return Density(atoms, grid, values)
+
+
+# ---------------------------------------------------------------------- helpers
+def _check_parameters(params: dict) -> None:
+    """One-line :class:`CalculatorInputError` for the first bad value in ``params``."""
+    if "model" in params:
+        model = params["model"]
+        if not isinstance(model, (str, os.PathLike, DensityModel)):
+            raise CalculatorInputError(
+                f"model: expected a name, a path or a DensityModel, got {type(model).__name__}"
+            )
+    if "device" in params and params["device"] not in _DEVICES:
+        raise CalculatorInputError(f"device: expected one of {', '.join(_DEVICES)}, got {params['device']!r}")
+    for name, low, strict in (("spacing", 0.0, True), ("margin", 0.0, False)):
+        if name not in params:
+            continue
+        value = params[name]
+        ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok or value < low or (strict and value == low):
+            bound = "> 0" if strict else ">= 0"
+            raise CalculatorInputError(f"{name}: expected a finite number {bound} (Angstrom), got {value!r}")
+
+
+def _load(spec: str | os.PathLike | DensityModel, device: str) -> DensityModel:
+    """The model for ``spec`` on ``device`` ("auto": CUDA when present)."""
+    cuda = torch.cuda.is_available()
+    if device == "cuda" and not cuda:
+        raise CalculatorInputError("device: CUDA requested but not available")
+    if isinstance(spec, DensityModel):
+        if device != "auto" and spec.device.type != device:
+            raise CalculatorInputError(f"device: {device!r} asked for, but the model instance is on {spec.device}")
+        return spec
+    try:
+        return load_model(spec, device="cuda" if device == "cuda" or (device == "auto" and cuda) else "cpu")
+    except (ElectraError, OSError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CalculatorInputError(message) from exc
+
+
+def _check_atoms(atoms: Atoms, model: DensityModel) -> None:
+    """One-line errors for structures ``model`` cannot predict, before any work."""
+    label = atoms.info.get("name") or atoms.get_chemical_formula() or "structure"
+    if len(atoms) == 0:
+        raise CalculatorInputError("structure has no atoms")
+    if not np.isfinite(atoms.positions).all():
+        raise CalculatorInputError(f"{label}: non-finite atomic positions")
+    unknown = sorted(set(atoms.numbers.tolist()) - set(model.elements))
+    if unknown:
+        names = ", ".join(chemical_symbols[z] for z in unknown)
+        raise CalculatorElementError(f"{label}: element(s) {names} not supported by model {model.name!r}")
+    charge = atoms.info.get("charge", 0)
+    try:
+        charge = float(charge)
+    except (TypeError, ValueError):
+        raise CalculatorInputError(f"{label}: info['charge'] must be a number, got {charge!r}") from None
+    protons = float(atoms.numbers.sum())
+    if not (math.isfinite(charge) and charge < protons):
+        raise CalculatorInputError(f"{label}: charge {charge} leaves no electrons ({protons:g} protons)")
