@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from ase import Atoms
 
 from .density import Density
 from .errors import InvalidInputError

@@ -22,13 +22,12 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from ase import Atoms
 
-from .errors import ElectraError, FileFormatError, InvalidInputError
+from .errors import ElectraError, InvalidInputError
 from .reference import ReferenceRecord, save_record
 from .structures import FrameJob, plan_frames
 
