@@ -13,8 +13,9 @@ from ._common import traceback_option, user_errors
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the density files (created if missing).")
-@click.option("--model", default="promolecule",
-              help="Model: 'default' (shipped weights), 'promolecule' or a path to a trained model.")
+@click.option("--model", default="default",
+              help="Model: 'default' (the shipped weights), 'promolecule' (superposed atoms, H to Ar), "
+                   "or a trained model: electra-train's run folder or a model folder.")
 @click.option("--format", "fmt", type=click.Choice(["cube", "chgcar"]), default="cube",
               help="Output format: Gaussian cube (bohr, e/bohr^3) or VASP CHGCAR (rho * V_cell).")
 @click.option("--spacing", type=click.FloatRange(min=0, min_open=True), default=0.1,

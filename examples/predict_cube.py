@@ -3,31 +3,17 @@
     python examples/predict_cube.py OUT [--molecule C6H6] [--model default] [--spacing 0.1]
 
 Writes OUT/<molecule>.cube (bohr and e/bohr^3, as cube files hold them) and prints the
-electron count and dipole. The shipped model is used when this installation has one,
-else the promolecule. At the default 0.1 Angstrom spacing benzene takes a few seconds on
+electron count and dipole, with the shipped model unless --model says otherwise. At the default 0.1 Angstrom spacing benzene takes a few seconds on
 a CPU; the tests use --spacing 0.25.
 """
 
 import argparse
-import sys
 from pathlib import Path
 
 from ase.build import molecule
-from ase.calculators.calculator import InputError
 
 from ase_electra import ElectraCalculator
 from ase_electra.io import write_density
-
-
-def calculator(model: str, spacing: float) -> ElectraCalculator:
-    """The calculator for ``model``; without shipped weights, 'default' falls back to the promolecule."""
-    try:
-        return ElectraCalculator(model=model, spacing=spacing, margin=4.0)
-    except InputError as err:
-        if model != "default" or "no shipped weights" not in str(err):
-            raise
-        print("note: no shipped weights in this installation; using the promolecule", file=sys.stderr)
-        return ElectraCalculator(model="promolecule", spacing=spacing, margin=4.0)
 
 
 def main() -> None:
@@ -39,7 +25,7 @@ def main() -> None:
     args = parser.parse_args()
 
     atoms = molecule(args.molecule)
-    atoms.calc = calculator(args.model, args.spacing)
+    atoms.calc = ElectraCalculator(model=args.model, spacing=args.spacing, margin=4.0)
 
     # A standard ASE property first: it runs the model once; everything below reuses it.
     dipole = atoms.get_dipole_moment()  # e * Angstrom

@@ -10,10 +10,8 @@ Angstrom spacing keeps this to seconds; published scores use 0.1 (about 8x the p
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-from ase.calculators.calculator import InputError
 from ase.io import read
 
 from ase_electra import ElectraCalculator
@@ -31,13 +29,7 @@ def main() -> None:
     args = parser.parse_args()
 
     atoms = read(DATA / "qm9_005128.xyz")
-    try:
-        atoms.calc = ElectraCalculator(model=args.model, spacing=args.spacing, margin=4.0)
-    except InputError as err:  # without shipped weights, 'default' falls back to the promolecule
-        if args.model != "default" or "no shipped weights" not in str(err):
-            raise
-        print("note: no shipped weights in this installation; using the promolecule", file=sys.stderr)
-        atoms.calc = ElectraCalculator(model="promolecule", spacing=args.spacing, margin=4.0)
+    atoms.calc = ElectraCalculator(model=args.model, spacing=args.spacing, margin=4.0)
 
     args.out.mkdir(parents=True, exist_ok=True)
     cube = args.out / "qm9_005128.cube"

@@ -13,7 +13,7 @@ from ase_electra.io import read_density
 from ase_electra.models import load_model
 from ase_electra.predict import predict_densities
 
-FAST = ["--spacing", "0.3", "--margin", "2.0"]
+FAST = ["--spacing", "0.3", "--margin", "2.0", "--model", "promolecule"]
 
 
 def run(*args):
@@ -70,7 +70,7 @@ def test_index_selects_frames(tmp_path):
 def test_periodic_chgcar_uses_the_cell(tmp_path):
     path = tmp_path / "POSCAR"
     write(path, bulk("Si", "diamond", a=5.43), format="vasp")
-    result = run(path, "-o", tmp_path / "out", "--format", "chgcar", "--spacing", "0.25")
+    result = run(path, "-o", tmp_path / "out", "--format", "chgcar", "--spacing", "0.25", "--model", "promolecule")
     assert result.exit_code == 0, result.output
     density = read_density(tmp_path / "out" / "POSCAR.chgcar")
     np.testing.assert_allclose(density.atoms.cell.array, read(path).cell.array, atol=1e-6)
@@ -128,7 +128,7 @@ def test_failure_in_frame_k_keeps_earlier_frames(tmp_path):
 
 
 def test_grid_too_large(tmp_path, water_xyz):
-    result = run(water_xyz, "-o", tmp_path / "out", "--spacing", "0.001", "--margin", "20")
+    result = run(water_xyz, "-o", tmp_path / "out", "--spacing", "0.001", "--margin", "20", "--model", "promolecule")
     assert result.exit_code == 1 and "coarser spacing" in result.output
     assert not list((tmp_path / "out").glob("*"))
 
@@ -137,3 +137,18 @@ def test_single_atom(tmp_path):
     path = tmp_path / "ne.xyz"
     write(path, Atoms("Ne", positions=[[0, 0, 0]]))
     assert run(path, "-o", tmp_path / "out", *FAST).exit_code == 0
+
+
+def test_default_model_is_the_shipped_one(tmp_path, water_xyz):
+    result = run(water_xyz, "-o", tmp_path / "out", "--spacing", "0.3", "--margin", "2.0")
+    assert result.exit_code == 0, result.output
+    density = read_density(tmp_path / "out" / "water.cube")
+    (expected,) = predict_densities(load_model("default"), [read(water_xyz)], [density.grid])
+    np.testing.assert_allclose(density.values, expected.values, rtol=1e-4, atol=1e-6 * expected.values.max())
+
+
+def test_default_model_names_elements_it_lacks(tmp_path):
+    path = tmp_path / "si.xyz"
+    write(path, bulk("Si", "diamond", a=5.43))
+    result = run(path, "-o", tmp_path / "out", "--spacing", "0.5")
+    assert result.exit_code == 1 and "Si not supported" in result.output
