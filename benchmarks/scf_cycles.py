@@ -1,0 +1,153 @@
+"""SCF cycles and time of PySCF started from predicted densities, against PySCF's own guesses.
+
+    python benchmarks/scf_cycles.py --models promolecule                 # everything (tens of minutes)
+    python benchmarks/scf_cycles.py --models promolecule runs/default --limit 5 --no-large
+    python benchmarks/scf_cycles.py --models promolecule --json > scf_cycles.json
+
+Molecules: the validation records of the shared data (QM9 index ending in 8; geometries
+from the records), then molecules larger than QM9 (naphthalene and anthracene built here
+with ideal 1.40 A / 1.09 A bonds, biphenyl from ``ase.build.molecule``). Each one runs
+PySCF density-fitted RKS (PBE/def2-SVP, conv_tol 1e-9 as in the reference data) from
+every guess: each model's prediction (``ase_electra.scf``, ``--method``), then 'minao'
+(PySCF's default), 'atom' and 'huckel'. Reports per guess the mean and median SCF cycles,
+wall and CPU seconds (prediction and guess included, model loading not), and the NMAE of
+the guess density on the DFT grid; every converged energy must match minao's to 1e-6 Ha.
+CPU seconds (all threads of the process) are steadier than wall seconds on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.build import molecule
+
+from ase_electra.models import load_model
+from ase_electra.reference import list_records, load_record
+from ase_electra.scf import GUESS_METHODS, PYSCF_GUESSES, GuessRun, run_scf
+
+ROOT = Path(__file__).resolve().parents[1]
+ENERGY_TOLERANCE = 1e-6  # Hartree
+
+
+def acene(rings: int) -> Atoms:
+    """Linear acene (naphthalene for 2 rings) with C-C 1.40 A and C-H 1.09 A, in the xy plane."""
+    r = 1.40
+    carbons: list[np.ndarray] = []
+    for ring in range(rings):
+        centre = np.array([ring * np.sqrt(3) * r, 0.0, 0.0])
+        for angle in np.radians(np.arange(30, 360, 60)):
+            p = centre + r * np.array([np.cos(angle), np.sin(angle), 0.0])
+            if all(np.linalg.norm(p - c) > 0.1 for c in carbons):
+                carbons.append(p)
+    carbons_a = np.array(carbons)
+    hydrogens = []
+    for c in carbons_a:
+        neighbours = carbons_a[np.linalg.norm(carbons_a - c, axis=1) < 1.5 * r]  # itself included
+        if len(neighbours) == 3:  # two carbon neighbours: one C-H bond pointing outwards
+            out = c - neighbours.mean(0)
+            hydrogens.append(c + 1.09 * out / np.linalg.norm(out))
+    return Atoms(f"C{len(carbons_a)}H{len(hydrogens)}", positions=np.vstack([carbons_a, hydrogens]))
+
+
+def structures(data: Path, limit: int | None, large: bool) -> list[tuple[str, Atoms]]:
+    """(set, atoms) pairs: validation records first, then the larger molecules."""
+    out = []
+    for path in list_records(data, split="validation")[:limit]:
+        atoms = load_record(path).atoms
+        atoms.info["name"] = path.stem
+        out.append(("validation", atoms))
+    if large:
+        for name, atoms in (("naphthalene", acene(2)), ("anthracene", acene(3)), ("biphenyl", molecule("biphenyl"))):
+            atoms.info["name"] = name
+            out.append(("large", atoms))
+    return out
+
+
+def summarise(runs: list[GuessRun], baseline: str = "minao") -> list[dict]:
+    """Per guess: counts, mean/median cycles and seconds, mean NMAE, cycle ratio to the baseline."""
+    base = {r.structure: r for r in runs if r.guess == baseline}
+    rows = []
+    for guess in dict.fromkeys(r.guess for r in runs):
+        mine = [r for r in runs if r.guess == guess]
+        cycles = [r.cycles for r in mine]
+        ratio = [r.cycles / base[r.structure].cycles for r in mine if r.structure in base]
+        rows.append({
+            "guess": guess,
+            "molecules": len(mine),
+            "converged": sum(r.converged for r in mine),
+            "energy_mismatches": sum(
+                r.structure in base and abs(r.energy - base[r.structure].energy) > ENERGY_TOLERANCE for r in mine
+            ),
+            "mean_cycles": statistics.mean(cycles),
+            "median_cycles": statistics.median(cycles),
+            "mean_wall_s": statistics.mean(r.wall_seconds for r in mine),
+            "median_wall_s": statistics.median(r.wall_seconds for r in mine),
+            "mean_cpu_s": statistics.mean(r.cpu_seconds for r in mine),
+            "mean_guess_nmae": statistics.mean(r.guess_nmae for r in mine),
+            "mean_cycles_vs_minao": statistics.mean(ratio) if ratio else None,
+        })
+    return rows
+
+
+def table(title: str, rows: list[dict]) -> str:
+    lines = [title, f"{'guess':<14} {'n':>3} {'cycles mean':>11} {'median':>6} {'vs minao':>8} {'wall s mean':>11} "
+                    f"{'median':>7} {'cpu s mean':>10} {'NMAE %':>7} {'E mismatch':>10}"]
+    for r in rows:
+        ratio = "-" if r["mean_cycles_vs_minao"] is None else f"{100 * (r['mean_cycles_vs_minao'] - 1):+.0f}%"
+        lines.append(
+            f"{r['guess']:<14} {r['molecules']:>3} {r['mean_cycles']:11.2f} {r['median_cycles']:6.1f} {ratio:>8} "
+            f"{r['mean_wall_s']:11.1f} {r['median_wall_s']:7.1f} {r['mean_cpu_s']:10.1f} "
+            f"{100 * r['mean_guess_nmae']:7.2f} {r['energy_mismatches']:>10}"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["promolecule"],
+                        help="models to predict with: 'promolecule' and/or trained model folders")
+    parser.add_argument("--method", choices=GUESS_METHODS, default="harris", help="predicted-guess method")
+    parser.add_argument("--guesses", nargs="*", choices=PYSCF_GUESSES, default=list(PYSCF_GUESSES),
+                        help="PySCF guesses to compare with (minao is the energy reference)")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets" / "qm9-pbe-def2svp")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N validation molecules")
+    parser.add_argument("--no-large", dest="large", action="store_false", help="skip the molecules larger than QM9")
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+    args = parser.parse_args()
+
+    models = {spec: load_model(spec) for spec in args.models}
+    guesses = list(dict.fromkeys(["minao", *args.guesses]))
+    jobs = structures(args.data, args.limit, args.large)
+    settings = dict(xc="pbe", basis="def2-svp", conv_tol=1e-9)
+    runs: dict[str, list[GuessRun]] = {"validation": [], "large": []}
+    log = sys.stderr if args.json else sys.stdout
+    print(f"{len(jobs)} molecules; guesses: {', '.join([*models, *guesses])}; method {args.method}", file=log)
+    for group, atoms in jobs:
+        mine = [run_scf(atoms, "predicted", model=m, label=spec, method=args.method, **settings)
+                for spec, m in models.items()]
+        mine += [run_scf(atoms, guess, **settings) for guess in guesses]
+        runs[group].extend(mine)
+        minao = next(r for r in mine if r.guess == "minao")
+        cells = [f"{r.guess} {r.cycles}{'' if r.converged else '!'} ({r.wall_seconds:.0f} s"
+                 f"{'' if abs(r.energy - minao.energy) <= ENERGY_TOLERANCE else ', E differs'})" for r in mine]
+        print(f"{atoms.info['name']:<12} {len(atoms):3d} atoms  " + "  ".join(cells), file=log, flush=True)
+    summaries = {group: summarise(r) for group, r in runs.items() if r}
+    if args.json:
+        print(json.dumps({"settings": settings | {"method": args.method, "models": args.models},
+                          "summary": summaries,
+                          "runs": {g: [r.as_dict() for r in rs] for g, rs in runs.items()}}, indent=2))
+        return
+    for group, rows in summaries.items():
+        print()
+        print(table(f"{group} molecules ({rows[0]['molecules']}); energy check: |E - E(minao)| <= "
+                    f"{ENERGY_TOLERANCE:g} Ha", rows))
+
+
+if __name__ == "__main__":
+    main()
