@@ -96,6 +96,7 @@ class ElectraCalculator(Calculator):
 
     def __init__(self, **kwargs) -> None:
         self._model: DensityModel | None = None
+        self._attached: Atoms | None = None
         Calculator.__init__(self, **kwargs)
 
     # ------------------------------------------------------------------ parameters
@@ -182,8 +183,17 @@ class ElectraCalculator(Calculator):
             raise CalculationFailed(f"{model.name}: returned {mixture.n_structures} structures for one")
         return mixture.detach()
 
+    def set_atoms(self, atoms: Atoms) -> None:
+        """Called by ASE on ``atoms.calc = calc``: later calls without ``atoms=`` use these atoms.
+
+        The atoms are kept by reference, so moving them afterwards is seen (and recomputed).
+        """
+        self._attached = atoms
+
     def _result(self, name: str, atoms: Atoms | None) -> object:
-        """``self.results[name]`` for ``atoms`` (default: the last atoms), calculating if needed."""
+        """``self.results[name]`` for ``atoms`` (default: the attached or last atoms), calculating if needed."""
+        if atoms is None:
+            atoms = self._attached
         if atoms is None:
             atoms = self.atoms
             if atoms is None:

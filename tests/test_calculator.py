@@ -276,3 +276,14 @@ def test_package_exports_the_calculator_lazily():
     code = "import sys, ase_electra; assert 'torch' not in sys.modules; print(ase_electra.ElectraCalculator.__name__)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "ElectraCalculator"
+
+
+def test_attached_atoms_need_no_argument(promolecule):
+    """The usage the README shows: atoms.calc = calc, then ask the calculator directly."""
+    atoms = molecule("H2O")
+    atoms.calc = ElectraCalculator(model=promolecule, spacing=0.3, margin=2.0)
+    first = atoms.calc.get_density()
+    assert first.n_electrons == pytest.approx(10.0, rel=0.1)
+    assert atoms.calc.get_number_of_electrons() == pytest.approx(10.0)
+    atoms.positions[0] += 0.5  # moving the attached atoms is seen
+    np.testing.assert_allclose(atoms.calc.get_gaussian_mixture().centres[0].numpy(), atoms.positions[0])
