@@ -1,14 +1,19 @@
 """SCF cycles and time of PySCF started from predicted densities, against PySCF's own guesses.
 
-    python benchmarks/scf_cycles.py --models promolecule                 # everything (tens of minutes)
-    python benchmarks/scf_cycles.py --models promolecule runs/default --limit 5 --no-large
-    python benchmarks/scf_cycles.py --models promolecule --json > scf_cycles.json
+    python benchmarks/scf_cycles.py --models promolecule default --runs scf_runs.jsonl   # hours on one core
+    python benchmarks/scf_cycles.py --models default --methods harris projection --limit 5 --no-large
+    python benchmarks/scf_cycles.py --models default --runs scf_runs.jsonl --shard 1/2 &   # two processes,
+    python benchmarks/scf_cycles.py --models default --runs scf_runs.jsonl --shard 2/2     # one file
+
+With ``--runs FILE`` every finished SCF run is appended to FILE as one JSON line and runs
+already there are not repeated, so an interrupted benchmark continues, shards share a file,
+and rerunning the full command prints the tables of everything in it.
 
 Molecules: the validation records of the shared data (QM9 index ending in 8; geometries
 from the records), then molecules larger than QM9 (naphthalene and anthracene built here
 with ideal 1.40 A / 1.09 A bonds, biphenyl from ``ase.build.molecule``). Each one runs
 PySCF density-fitted RKS (PBE/def2-SVP, conv_tol 1e-9 as in the reference data) from
-every guess: each model's prediction (``ase_electra.scf``, ``--method``), then 'minao'
+every guess: each model's prediction (``ase_electra.scf``, each of ``--methods``), then 'minao'
 (PySCF's default), 'atom' and 'huckel'. Reports per guess the mean and median SCF cycles,
 wall and CPU seconds (prediction and guess included, model loading not), and the NMAE of
 the guess density on the DFT grid; every converged energy must match minao's to 1e-6 Ha.
@@ -90,6 +95,7 @@ def summarise(runs: list[GuessRun], baseline: str = "minao") -> list[dict]:
             "median_wall_s": statistics.median(r.wall_seconds for r in mine),
             "mean_cpu_s": statistics.mean(r.cpu_seconds for r in mine),
             "mean_guess_nmae": statistics.mean(r.guess_nmae for r in mine),
+            "mean_model_nmae": None if mine[0].model_nmae is None else statistics.mean(r.model_nmae for r in mine),
             "mean_cycles_vs_minao": statistics.mean(ratio) if ratio else None,
         })
     return rows
@@ -97,49 +103,93 @@ def summarise(runs: list[GuessRun], baseline: str = "minao") -> list[dict]:
 
 def table(title: str, rows: list[dict]) -> str:
     lines = [title, f"{'guess':<14} {'n':>3} {'cycles mean':>11} {'median':>6} {'vs minao':>8} {'wall s mean':>11} "
-                    f"{'median':>7} {'cpu s mean':>10} {'NMAE %':>7} {'E mismatch':>10}"]
+                    f"{'median':>7} {'cpu s mean':>10} {'NMAE guess %':>12} {'model %':>7} {'E mismatch':>10}"]
     for r in rows:
         ratio = "-" if r["mean_cycles_vs_minao"] is None else f"{100 * (r['mean_cycles_vs_minao'] - 1):+.0f}%"
+        model = "-" if r["mean_model_nmae"] is None else f"{100 * r['mean_model_nmae']:.2f}"
         lines.append(
             f"{r['guess']:<14} {r['molecules']:>3} {r['mean_cycles']:11.2f} {r['median_cycles']:6.1f} {ratio:>8} "
             f"{r['mean_wall_s']:11.1f} {r['median_wall_s']:7.1f} {r['mean_cpu_s']:10.1f} "
-            f"{100 * r['mean_guess_nmae']:7.2f} {r['energy_mismatches']:>10}"
+            f"{100 * r['mean_guess_nmae']:12.2f} {model:>7} {r['energy_mismatches']:>10}"
         )
     return "\n".join(lines)
+
+
+def shard(text: str) -> tuple[int, int]:
+    """'I/N' -> (I - 1, N): this process takes every N-th molecule from the I-th."""
+    i, n = (int(x) for x in text.split("/"))
+    if not 1 <= i <= n:
+        raise argparse.ArgumentTypeError(f"expected I/N with 1 <= I <= N, got {text!r}")
+    return i - 1, n
+
+
+def load_runs(path: Path | None) -> dict[tuple[str, str], GuessRun]:
+    """Runs recorded in a JSON-lines file, by (structure, guess)."""
+    if path is None or not path.exists():
+        return {}
+    runs = [GuessRun(**json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+    return {(r.structure, r.guess): r for r in runs}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["promolecule"],
-                        help="models to predict with: 'promolecule' and/or trained model folders")
-    parser.add_argument("--method", choices=GUESS_METHODS, default="harris", help="predicted-guess method")
+                        help="models to predict with: 'promolecule', 'default' and/or trained model folders")
+    parser.add_argument("--methods", nargs="+", choices=GUESS_METHODS, default=["harris"],
+                        help="predicted-guess methods; guesses are labelled 'model' (harris) or 'model/method'")
     parser.add_argument("--guesses", nargs="*", choices=PYSCF_GUESSES, default=list(PYSCF_GUESSES),
                         help="PySCF guesses to compare with (minao is the energy reference)")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets" / "qm9-pbe-def2svp")
     parser.add_argument("--limit", type=int, default=None, help="only the first N validation molecules")
     parser.add_argument("--no-large", dest="large", action="store_false", help="skip the molecules larger than QM9")
+    parser.add_argument("--runs", type=Path, default=None, help="JSON-lines file of finished runs (read, appended)")
+    parser.add_argument("--shard", type=shard, default=(0, 1), help="I/N: run only molecules I, I+N, ... (1-based)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
     args = parser.parse_args()
 
     models = {spec: load_model(spec) for spec in args.models}
+    predicted = [(spec if method == "harris" else f"{spec}/{method}", spec, method)
+                 for spec in args.models for method in args.methods]
     guesses = list(dict.fromkeys(["minao", *args.guesses]))
     jobs = structures(args.data, args.limit, args.large)
     settings = dict(xc="pbe", basis="def2-svp", conv_tol=1e-9)
-    runs: dict[str, list[GuessRun]] = {"validation": [], "large": []}
+    done = load_runs(args.runs)
     log = sys.stderr if args.json else sys.stdout
-    print(f"{len(jobs)} molecules; guesses: {', '.join([*models, *guesses])}; method {args.method}", file=log)
-    for group, atoms in jobs:
-        mine = [run_scf(atoms, "predicted", model=m, label=spec, method=args.method, **settings)
-                for spec, m in models.items()]
-        mine += [run_scf(atoms, guess, **settings) for guess in guesses]
-        runs[group].extend(mine)
+    first, step = args.shard
+    print(f"{len(jobs[first::step])} of {len(jobs)} molecules; guesses: "
+          f"{', '.join([label for label, _, _ in predicted] + guesses)}", file=log)
+    for _, atoms in jobs[first::step]:
+        name = atoms.info["name"]
+        todo = [(label, "predicted", models[spec], method) for label, spec, method in predicted]
+        todo += [(guess, guess, None, "harris") for guess in guesses]
+        mine = []
+        for label, guess, model, method in todo:
+            run = done.get((name, label))
+            if run is None:
+                run = run_scf(atoms, guess, model=model, label=label, method=method, **settings)
+                if args.runs is not None:
+                    with args.runs.open("a") as f:
+                        f.write(json.dumps(run.as_dict()) + "\n")
+                done[(name, label)] = run
+            mine.append(run)
         minao = next(r for r in mine if r.guess == "minao")
         cells = [f"{r.guess} {r.cycles}{'' if r.converged else '!'} ({r.wall_seconds:.0f} s"
                  f"{'' if abs(r.energy - minao.energy) <= ENERGY_TOLERANCE else ', E differs'})" for r in mine]
-        print(f"{atoms.info['name']:<12} {len(atoms):3d} atoms  " + "  ".join(cells), file=log, flush=True)
+        print(f"{name:<12} {len(atoms):3d} atoms  " + "  ".join(cells), file=log, flush=True)
+    if step > 1:
+        return  # shards print no tables: rerun without --shard to summarise the shared --runs file
+    done = load_runs(args.runs) | done
+    names = {atoms.info["name"] for _, atoms in jobs}
+    labels = list(dict.fromkeys([label for label, _, _ in predicted]
+                                + [guess for name, guess in done if name in names and guess not in guesses]
+                                + guesses))  # every guess the --runs file holds for these molecules
+    runs: dict[str, list[GuessRun]] = {}
+    for group, atoms in jobs:
+        runs.setdefault(group, []).extend(
+            done[(atoms.info["name"], label)] for label in labels if (atoms.info["name"], label) in done)
     summaries = {group: summarise(r) for group, r in runs.items() if r}
     if args.json:
-        print(json.dumps({"settings": settings | {"method": args.method, "models": args.models},
+        print(json.dumps({"settings": settings | {"methods": args.methods, "models": args.models},
                           "summary": summaries,
                           "runs": {g: [r.as_dict() for r in rs] for g, rs in runs.items()}}, indent=2))
         return

@@ -156,7 +156,7 @@ def test_cli_json_reports_every_guess(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     runs = report["runs"]
-    assert [r["guess"] for r in runs] == ["promolecule", "minao", "atom", "huckel"]
+    assert [r["guess"] for r in runs] == ["electra:default", "minao", "atom", "huckel"]  # shipped model
     assert all(r["converged"] and r["structure"] == "water" for r in runs)
     assert max(r["energy"] for r in runs) - min(r["energy"] for r in runs) < 1e-6
     assert 0 < runs[0]["model_nmae"] < 1 and runs[1]["model_nmae"] is None
@@ -169,7 +169,7 @@ def test_cli_table(tmp_path):
     result = run(path, "--basis", "sto-3g")
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0] == "water (H2O)"
-    assert result.output.splitlines()[2].split()[0] == "promolecule"
+    assert result.output.splitlines()[2].split()[0] == "electra:default"
 
 
 def with_potassium():
@@ -182,7 +182,7 @@ def with_potassium():
     ("name", "atoms", "args", "message"),
     [
         ("oh", molecule("OH"), [], "Error: oh: 9 electrons cannot have spin 0"),
-        ("bad", with_potassium(), ["--spin", "1"], "Error: bad: element(s) K not supported by model 'promolecule'"),
+        ("bad", with_potassium(), ["--spin", "1"], "Error: bad: element(s) K not supported by model 'electra:default'"),
         ("water", molecule("H2O"), ["--model", "nowhere"], "Error: model: 'nowhere' is neither"),
         ("water", molecule("H2O"), ["--xc", "nonsense"], "Error: xc: unknown functional 'nonsense'"),
         ("water", molecule("H2O"), ["--basis", "nonsense"], "Error: water: PySCF cannot build basis 'nonsense'"),
