@@ -51,3 +51,11 @@ def test_score_reference(tmp_path):
     out = run_example("score_reference.py", tmp_path / "out", "--model", "promolecule", "--spacing", "0.3")
     assert (tmp_path / "out" / "qm9_005128.cube").is_file()
     assert "NMAE" in out
+
+
+def test_scf_from_prediction(tmp_path):
+    pytest.importorskip("pyscf")
+    out = run_example("scf_from_prediction.py", tmp_path / "out", "--molecule", "H2O", "--basis", "sto-3g")
+    assert (tmp_path / "out" / "H2O.chk").is_file()
+    energies = [float(line.split("E = ")[1].split()[0]) for line in out.splitlines() if "E = " in line]
+    assert len(energies) == 2 and abs(energies[0] - energies[1]) < 1e-6
