@@ -13,13 +13,15 @@ atomic-orbital (AO) basis, so the guess goes through a Fock matrix (Harris funct
 * V_xc: rho and its analytic gradient on PySCF's DFT grid go through PySCF's libxc
   interface (``NumInt.eval_xc_eff``) and AO-product code, as in ``numint.nr_rks``.
 
-Guess methods (``method=``), measured on QM9 validation molecules (see the benchmark
-``benchmarks/scf_cycles.py``):
+Guess methods (``method=``), measured with the shipped model on QM9 validation molecules
+(``benchmarks/scf_cycles.py``, PBE/def2-SVP, conv_tol 1e-9):
 
-* ``"harris"``: one diagonalisation of F[rho_pred] (the default).
+* ``"harris"``: one diagonalisation of F[rho_pred] (the default). 20 molecules: 11.1 SCF
+  cycles on average against 12.3 from PySCF's 'minao', same energies.
 * ``"projection"``: each atom's Becke share of rho is fitted by least squares with products
   of that atom's AOs (a superposition-of-atoms density matrix, as PySCF's 'atom' guess, not
-  idempotent; occupying its natural orbitals instead measured worse).
+  idempotent; occupying its natural orbitals instead measured worse). 4 molecules: 11.5
+  cycles, as harris on the same 4 (minao 12.25).
 
 Open-shell mean fields (UKS/UHF, ROKS/ROHF) get ``(2, n, n)`` guesses: one spin-free Fock
 matrix with ``mol.nelec`` alpha and beta orbitals occupied. Hybrid, meta-GGA, non-local and

@@ -102,13 +102,13 @@ def summarise(runs: list[GuessRun], baseline: str = "minao") -> list[dict]:
 
 
 def table(title: str, rows: list[dict]) -> str:
-    lines = [title, f"{'guess':<14} {'n':>3} {'cycles mean':>11} {'median':>6} {'vs minao':>8} {'wall s mean':>11} "
+    lines = [title, f"{'guess':<18} {'n':>3} {'cycles mean':>11} {'median':>6} {'vs minao':>8} {'wall s mean':>11} "
                     f"{'median':>7} {'cpu s mean':>10} {'NMAE guess %':>12} {'model %':>7} {'E mismatch':>10}"]
     for r in rows:
         ratio = "-" if r["mean_cycles_vs_minao"] is None else f"{100 * (r['mean_cycles_vs_minao'] - 1):+.0f}%"
         model = "-" if r["mean_model_nmae"] is None else f"{100 * r['mean_model_nmae']:.2f}"
         lines.append(
-            f"{r['guess']:<14} {r['molecules']:>3} {r['mean_cycles']:11.2f} {r['median_cycles']:6.1f} {ratio:>8} "
+            f"{r['guess']:<18} {r['molecules']:>3} {r['mean_cycles']:11.2f} {r['median_cycles']:6.1f} {ratio:>8} "
             f"{r['mean_wall_s']:11.1f} {r['median_wall_s']:7.1f} {r['mean_cpu_s']:10.1f} "
             f"{100 * r['mean_guess_nmae']:12.2f} {model:>7} {r['energy_mismatches']:>10}"
         )
