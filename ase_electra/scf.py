@@ -10,8 +10,9 @@ atomic-orbital (AO) basis, so the guess goes through a Fock matrix (Harris funct
   is written as isotropic ones (exactly one for isotropic Gaussians), which PySCF integrates
   as s functions. (Projections <chi_Q|rho> by quadrature would need the overlap metric,
   whose J errors, ~1e-2 Hartree on QM9 molecules, cost three extra SCF cycles.)
-* V_xc: rho and its analytic gradient on PySCF's DFT grid go through PySCF's libxc
-  interface (``NumInt.eval_xc_eff``) and AO-product code, as in ``numint.nr_rks``.
+* V_xc: rho and its analytic gradient on a PySCF DFT grid (level 1 by default, coarser than
+  the SCF's own) go through PySCF's libxc interface (``NumInt.eval_xc_eff``) and
+  AO-product code, as in ``numint.nr_rks``.
 
 Guess methods (``method=``), measured with the shipped model on QM9 validation molecules
 (``benchmarks/scf_cycles.py``, PBE/def2-SVP, conv_tol 1e-9):
@@ -43,12 +44,14 @@ import torch
 from ase import Atoms
 
 from .errors import InvalidInputError
+from .evaluate import density_and_gradient
 from .gaussians import DEFAULT_N_SIGMA, GaussianMixture
 from .models.base import DensityModel
 
 __all__ = [
     "BOHR",
     "GUESS_METHODS",
+    "GUESS_GRID_LEVEL",
     "atoms_from_mole",
     "mean_field",
     "density_on_grid",
@@ -71,10 +74,14 @@ PYSCF_GUESSES = ("minao", "atom", "huckel")
 #: Accepted values of ``method`` in :func:`predicted_guess`.
 GUESS_METHODS = ("harris", "projection")
 
+#: PySCF grid level of the Harris guess's V_xc: on QM9 validation molecules it gives the same
+#: SCF cycles as the mean field's default level-3 grid at about half the guess's cost
+#: (``benchmarks/scf_cycles.py --guess-grid-level``).
+GUESS_GRID_LEVEL = 1
+
 #: Functional used for the guess Fock matrix when the mean field's own cannot be built from rho.
 _FALLBACK_XC = "pbe"
 _POINTS_PER_BLOCK = 8192
-_PAIRS_PER_BLOCK = 1 << 20
 _J3C_BYTES = 256 * 1024**2
 
 
@@ -153,32 +160,10 @@ def density_on_grid(mixture: GaussianMixture, coords: np.ndarray, n_sigma: float
     -------
     ndarray, shape (4, P), atomic units: rho (e/bohr^3) and d rho / dx, dy, dz (e/bohr^4).
     """
-    from scipy.spatial import cKDTree
-
-    m = mixture.detach().to("cpu", torch.float64)
-    white = m.whitening().numpy()  # (K, 3, 3), 1/A
-    pref = (m.weights * torch.exp(m.log_normalisation())).numpy()  # (K,), e/A^3
-    centres = m.centres.numpy()  # (K, 3), A
-    reach = n_sigma * torch.linalg.matrix_norm(m.scale_tril, ord=2).numpy()  # (K,), A
-    points = np.asarray(coords) * BOHR  # (P, 3), A
-    # Each Gaussian only touches the points inside its cut-off sphere (~15 % of all pairs).
-    near = cKDTree(points).query_ball_point(centres, reach, return_sorted=False)
-    point = np.concatenate([np.asarray(i, dtype=np.intp) for i in near])  # (Q,) pairs
-    gauss = np.repeat(np.arange(len(near)), [len(i) for i in near])  # (Q,)
-    out = np.zeros((4, len(points)))
-    for start in range(0, len(point), _PAIRS_PER_BLOCK):
-        p, k = point[start : start + _PAIRS_PER_BLOCK], gauss[start : start + _PAIRS_PER_BLOCK]
-        z = np.einsum("qab,qb->qa", white[k], points[p] - centres[k])  # (Q', 3), z = W (r - mu)
-        q = np.einsum("qa,qa->q", z, z)
-        e = np.where(q <= n_sigma * n_sigma, pref[k] * np.exp(-0.5 * q), 0.0)  # (Q',)
-        # grad rho = -sum_k e_k Sigma_k^-1 (r - mu_k), with Sigma^-1 = W^T W
-        grad = -np.einsum("qba,qb->qa", white[k], e[:, None] * z)  # (Q', 3)
-        out[0] += np.bincount(p, weights=e, minlength=len(points))
-        for a in range(3):
-            out[1 + a] += np.bincount(p, weights=grad[:, a], minlength=len(points))
-    out[0] *= BOHR**3  # e/A^3 -> e/bohr^3
-    out[1:] *= BOHR**4  # e/A^4 -> e/bohr^4
-    return out
+    rho = density_and_gradient(mixture, np.asarray(coords) * BOHR, n_sigma=n_sigma).cpu().numpy()  # A units
+    rho[0] *= BOHR**3  # e/A^3 -> e/bohr^3
+    rho[1:] *= BOHR**4  # e/A^4 -> e/bohr^4
+    return rho
 
 
 def coulomb_matrix(mf, mixture: GaussianMixture) -> np.ndarray:
@@ -186,20 +171,31 @@ def coulomb_matrix(mf, mixture: GaussianMixture) -> np.ndarray:
 
     rho is fitted in the Coulomb metric, d = (P|Q)^-1 (Q|rho), with (Q|rho) analytic:
     each Gaussian is a sum of isotropic ones (:func:`_isotropic_parts`), which PySCF
-    integrates as normalised s functions.
+    integrates as normalised s functions. A density-fitted mean field's own tensor (built
+    here if needed, and then reused by its SCF) gives J; other mean fields get three-centre
+    integrals over PySCF's default auxiliary basis.
     """
     from pyscf import df, gto, lib
 
     mol = mf.mol
-    _, xc = _functional(mf)
-    auxmol = df.addons.make_auxmol(mol, _auxbasis(mf, xc))
+    with_df = _incore_df(mf)
+    if with_df is not None:
+        auxmol = with_df.auxmol
+    else:
+        _, xc = _functional(mf)
+        auxmol = df.addons.make_auxmol(mol, _auxbasis(mf, xc))
     centres, exponents, weights = _isotropic_parts(mixture)
     rhs = np.zeros(auxmol.nao)  # (Q|rho)
     for start in range(0, len(weights), _POINTS_PER_BLOCK):
         sl = slice(start, start + _POINTS_PER_BLOCK)
         parts = gto.fakemol_for_charges(centres[sl], expnt=exponents[sl])
         rhs += gto.mole.intor_cross("int2c2e", auxmol, parts) @ weights[sl]
-    d = _coulomb_solve(auxmol.intor("int2c2e", hermi=1), rhs)  # (A,)
+    metric = auxmol.intor("int2c2e", hermi=1)
+    if with_df is not None:
+        # The mean field's tensor B = X (P|uv), with metric^-1 = X^T X: J = B^T (X rhs).
+        j_tril = with_df._cderi.T @ _cderi_transform(auxmol, metric, rhs)
+        return lib.unpack_tril(j_tril)
+    d = _coulomb_solve(metric, rhs)  # (A,)
     j_tril = np.zeros(mol.nao * (mol.nao + 1) // 2)
     aux_loc = auxmol.ao_loc_nr()
     per_shell = max(1, _J3C_BYTES // (8 * len(j_tril) * int(np.diff(aux_loc).max())))
@@ -257,7 +253,8 @@ def harris_fock(mf, mixture: GaussianMixture, rho: np.ndarray | None = None, gri
     return mf.get_hcore(mf.mol) + coulomb_matrix(mf, mixture) + xc_matrix(mf, rho, grids)
 
 
-def predicted_guess(mf, model: DensityModel, *, method: str = "harris", mixture: GaussianMixture | None = None):
+def predicted_guess(mf, model: DensityModel, *, method: str = "harris", mixture: GaussianMixture | None = None,
+                    grid_level: int | None = GUESS_GRID_LEVEL):
     """Initial density matrix for ``mf.kernel(dm0=...)`` from a model's predicted density.
 
     Parameters
@@ -271,6 +268,9 @@ def predicted_guess(mf, model: DensityModel, *, method: str = "harris", mixture:
         See the module docstring.
     mixture : GaussianMixture, optional
         An already predicted density of this molecule (Angstrom); skips the model call.
+    grid_level : int or None
+        PySCF grid level on which the Harris guess evaluates V_xc; None uses the mean field's
+        own grid. The projection always uses the mean field's grid.
 
     Returns
     -------
@@ -284,13 +284,13 @@ def predicted_guess(mf, model: DensityModel, *, method: str = "harris", mixture:
     if mixture is None:
         with torch.no_grad():
             mixture = model.predict([atoms_from_mole(mf.mol)]).structure(0)
-    grids = _grid(mf)
-    rho = density_on_grid(mixture, grids.coords)
     if method == "projection":
-        dm = _onsite_projection(mf.mol, grids, rho[0])
+        grids = _grid(mf)
+        dm = _onsite_projection(mf.mol, grids, density_on_grid(mixture, grids.coords)[0])
         dm *= mf.mol.nelectron / np.einsum("ij,ji->", dm, mf.get_ovlp())
         return dm if spins == 1 else np.stack([dm * n / mf.mol.nelectron for n in mf.mol.nelec])
-    return _occupy(harris_fock(mf, mixture, rho, grids), mf.get_ovlp(), mf.mol, spins)
+    fock = harris_fock(mf, mixture, grids=_grid(mf) if grid_level is None else _coarse_grid(mf.mol, grid_level))
+    return _occupy(fock, mf.get_ovlp(), mf.mol, spins)
 
 
 def converge_from_prediction(mf, model: DensityModel, *, method: str = "harris"):
@@ -308,6 +308,8 @@ class GuessRun:
     ``guess_nmae`` compares the guess density matrix's density with the converged one, and
     ``model_nmae`` the predicted mixture itself (predicted guesses only); NMAE =
     sum_g w_g |rho - rho_conv| / sum_g w_g rho_conv on the run's DFT grid (Becke weights w_g).
+    ``history`` holds, per SCF cycle, the energy change (Hartree) and the orbital-gradient
+    norm PySCF tests for convergence; :meth:`cycles_to` reads other thresholds from it.
     """
 
     structure: str
@@ -319,13 +321,24 @@ class GuessRun:
     cpu_seconds: float
     guess_nmae: float
     model_nmae: float | None = None
+    history: tuple[tuple[float, float], ...] = ()
 
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def cycles_to(self, conv_tol: float, conv_tol_grad: float | None = None) -> int | None:
+        """Cycles this run needed to pass a looser threshold, as PySCF tests it.
+
+        PySCF stops at the first cycle with |E - E_previous| < ``conv_tol`` and gradient norm
+        < ``conv_tol_grad`` (default sqrt(conv_tol)); the cycles do not depend on the
+        threshold until then. None if the run never passed it.
+        """
+        grad = np.sqrt(conv_tol) if conv_tol_grad is None else conv_tol_grad
+        return next((i for i, (de, g) in enumerate(self.history, 1) if de < conv_tol and g < grad), None)
+
 
 def run_scf(atoms: Atoms, guess: str, *, model: DensityModel | None = None, label: str | None = None,
-            method: str = "harris", **settings) -> GuessRun:
+            method: str = "harris", grid_level: int | None = GUESS_GRID_LEVEL, **settings) -> GuessRun:
     """Converge a Kohn-Sham calculation of ``atoms`` from one guess and report the cost.
 
     Parameters
@@ -333,8 +346,8 @@ def run_scf(atoms: Atoms, guess: str, *, model: DensityModel | None = None, labe
     atoms : ase.Atoms
         Positions in Angstrom; ``atoms.info['name']`` names the structure.
     guess : str
-        ``"predicted"`` (needs ``model``; built with ``method``) or a PySCF ``init_guess``
-        of :data:`PYSCF_GUESSES`.
+        ``"predicted"`` (needs ``model``; built with ``method`` and ``grid_level``, see
+        :func:`predicted_guess`) or a PySCF ``init_guess`` of :data:`PYSCF_GUESSES`.
     label : str, optional
         Name of the guess in the report; default the model's name or ``guess``.
     **settings
@@ -352,9 +365,11 @@ def run_scf(atoms: Atoms, guess: str, *, model: DensityModel | None = None, labe
         structure.info["name"] = atoms.info.get("name", atoms.get_chemical_formula())
         with torch.no_grad():
             mixture = model.predict([structure]).structure(0)
-        dm0 = predicted_guess(mf, model, method=method, mixture=mixture)
+        dm0 = predicted_guess(mf, model, method=method, mixture=mixture, grid_level=grid_level)
     else:
         dm0 = mf.get_init_guess(key=guess)
+    history = []
+    mf.callback = lambda env: history.append((abs(env["e_tot"] - env["last_hf_e"]), float(env["norm_gorb"])))
     mf.kernel(dm0=dm0)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     grids = _grid(mf)
@@ -370,6 +385,7 @@ def run_scf(atoms: Atoms, guess: str, *, model: DensityModel | None = None, labe
         cycles=int(mf.cycles), converged=bool(mf.converged), energy=float(mf.e_tot),
         wall_seconds=wall, cpu_seconds=cpu, guess_nmae=nmae(_dm_density(mf, dm0, grids)),
         model_nmae=None if mixture is None else nmae(density_on_grid(mixture, grids.coords)[0]),
+        history=tuple(history),
     )
 
 
@@ -450,6 +466,15 @@ def _grid(mf):
     return grids
 
 
+def _coarse_grid(mol, level: int):
+    """A PySCF DFT grid of ``level`` for ``mol``, built."""
+    from pyscf import dft
+
+    grids = dft.gen_grid.Grids(mol)
+    grids.level = level
+    return grids.build(with_non0tab=True)
+
+
 def _auxbasis(mf, xc: str):
     """The mean field's own density-fitting basis, else PySCF's default for its basis and xc."""
     from pyscf import df
@@ -460,6 +485,39 @@ def _auxbasis(mf, xc: str):
 
 def _eval_ao(mol, coords: np.ndarray) -> np.ndarray:
     return mol.eval_gto("GTOval_cart" if mol.cart else "GTOval_sph", coords)
+
+
+def _incore_df(mf):
+    """The mean field's density-fitting object with its tensor built in memory, else None.
+
+    Building it here costs the SCF nothing: its first Fock matrix would build the same tensor.
+    A tensor kept on disk (large molecules) is not read; J then comes from three-centre integrals.
+    """
+    from pyscf import df
+
+    with_df = getattr(mf, "with_df", None)
+    if not isinstance(with_df, df.DF):
+        return None
+    if with_df._cderi is None:
+        with_df.build()
+    return with_df if isinstance(with_df._cderi, np.ndarray) and with_df.auxmol is not None else None
+
+
+def _cderi_transform(auxmol, metric: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """X rhs for PySCF's in-memory DF tensor B = X (P|uv) (``df.incore.cholesky_eri``).
+
+    PySCF takes X = L^-1 from the Cholesky factor of the metric, or, if the metric is not
+    positive definite, X = w^-1/2 V^T over eigenvalues above its linear-dependence threshold;
+    the same decomposition is repeated here.
+    """
+    import scipy.linalg
+    from pyscf.df import incore
+
+    try:
+        low = scipy.linalg.cholesky(metric, lower=True)
+    except scipy.linalg.LinAlgError:
+        return incore._eig_decompose(auxmol, metric, incore.LINEAR_DEP_THR) @ rhs
+    return scipy.linalg.solve_triangular(low, rhs, lower=True)
 
 
 def _coulomb_solve(metric: np.ndarray, rhs: np.ndarray) -> np.ndarray:

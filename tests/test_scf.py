@@ -54,6 +54,24 @@ def test_coulomb_matrix_of_an_orbital_density_equals_pyscf_j():
     np.testing.assert_allclose(j, mf.get_j(mol, np.full((1, 1), 2.0)), rtol=1e-8)
 
 
+@pytest.mark.parametrize("decomposition", ["cholesky", "eigen"])
+def test_coulomb_matrix_from_the_mean_fields_df_tensor_equals_three_centre_integrals(monkeypatch, decomposition):
+    """J from mf.with_df's tensor (either metric decomposition PySCF may pick) equals the direct path."""
+    import scipy.linalg
+
+    if decomposition == "eigen":  # PySCF and scf.py both fall back to the eigen-decomposition
+        def refuse(*args, **kwargs):
+            raise scipy.linalg.LinAlgError("not positive definite")
+
+        monkeypatch.setattr(scipy.linalg, "cholesky", refuse)
+    mixture = load_model("promolecule").predict([molecule("H2O")]).structure(0)
+    fitted = water(basis="def2-svp")
+    direct = water(basis="def2-svp", density_fit=False)
+    j = scf.coulomb_matrix(fitted, mixture)
+    assert fitted.with_df._cderi is not None  # built once, kept for the SCF
+    np.testing.assert_allclose(j, scf.coulomb_matrix(direct, mixture), atol=1e-9)
+
+
 def test_anisotropic_gaussians_split_into_isotropic_parts_keep_charge_and_moments():
     mixture = random_mixture(6)
     centres, exponents, weights = scf._isotropic_parts(mixture)
@@ -93,6 +111,16 @@ def test_scf_from_each_method_reaches_the_minao_energy(model, method):
 def test_converge_from_prediction_returns_the_converged_mean_field(model):
     mf = scf.converge_from_prediction(scf.mean_field(molecule("NH3"), basis="sto-3g"), model)
     assert mf.converged and mf.cycles > 0
+
+
+def test_run_history_gives_the_cycles_at_any_looser_threshold(model):
+    atoms = molecule("H2O")
+    tight = scf.run_scf(atoms, "predicted", model=model, basis="sto-3g", conv_tol=1e-10)
+    loose = scf.run_scf(atoms, "predicted", model=model, basis="sto-3g", conv_tol=1e-5)
+    assert len(tight.history) == tight.cycles and tight.cycles_to(1e-10) == tight.cycles
+    assert tight.cycles_to(1e-5) == loose.cycles < tight.cycles  # PySCF's own count at 1e-5
+    assert tight.cycles_to(1e-30) is None
+    assert scf.GuessRun(**json.loads(json.dumps(tight.as_dict()))).cycles_to(1e-5) == loose.cycles
 
 
 def test_open_shell_guess_has_one_density_matrix_per_spin(model):

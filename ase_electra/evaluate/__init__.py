@@ -22,7 +22,7 @@ from ..gaussians import DEFAULT_N_SIGMA, GaussianMixture
 from ..grid import Grid
 from . import _torch
 
-__all__ = ["evaluate", "evaluate_points", "select_backend", "Backend", "DEFAULT_MAX_BYTES"]
+__all__ = ["evaluate", "evaluate_points", "density_and_gradient", "select_backend", "Backend", "DEFAULT_MAX_BYTES"]
 
 Backend = Literal["auto", "torch", "cupy"]
 
@@ -131,6 +131,35 @@ def evaluate_points(
         raise InvalidInputError("cell: required when pbc is set")
     cell_t = None if cell is None else torch.as_tensor(cell, dtype=mixture.dtype, device=mixture.device)
     return _torch.evaluate_points(mixture, points, cell_t, pbc, n_sigma, _WORK_POINTS)
+
+
+def density_and_gradient(
+    mixture: GaussianMixture,
+    points: torch.Tensor | np.ndarray,
+    *,
+    n_sigma: float = DEFAULT_N_SIGMA,
+) -> torch.Tensor:
+    """Density and its gradient at arbitrary points of a molecule (torch, float64, no autograd).
+
+    What a GGA functional needs on a DFT grid (see :mod:`ase_electra.scf`). Same cut-off as
+    :func:`evaluate_points`; non-periodic.
+
+    Parameters
+    ----------
+    points : array, shape (P, 3), Angstrom
+
+    Returns
+    -------
+    Tensor, shape (4, P), float64, on the mixture's device: rho (e/Angstrom^3) and
+    d rho / dx, dy, dz (e/Angstrom^4).
+    """
+    _check_single(mixture)
+    points = torch.as_tensor(points, dtype=torch.float64, device=mixture.device)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise InvalidInputError(f"points: expected shape (P, 3), got {tuple(points.shape)}")
+    if not torch.isfinite(points).all():
+        raise InvalidInputError("points: non-finite coordinates")
+    return _torch.density_and_gradient(mixture, points, n_sigma, _WORK_POINTS // 2)
 
 
 def _check_single(mixture: GaussianMixture) -> None:
