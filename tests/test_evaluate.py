@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ase_electra import GaussianMixture, Grid, GridTooLargeError, InvalidInputError
-from ase_electra.evaluate import evaluate, evaluate_points
+from ase_electra.evaluate import density_and_gradient, evaluate, evaluate_points
 from ase_electra.evaluate import _torch
 
 from .conftest import random_mixture
@@ -89,6 +89,22 @@ def test_gradients_match_finite_differences():
 
     args = tuple(t.clone().requires_grad_(True) for t in (base.weights, base.centres, base.scale_tril))
     assert torch.autograd.gradcheck(loss, args, eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("offset", [0.0, 200.0])
+def test_density_and_gradient_match_the_evaluator_and_autograd_anywhere(offset):
+    """The quadratic-form expansion stays exact far from the coordinate origin."""
+    m = random_mixture(12, box=3.0)
+    m = GaussianMixture(m.weights, m.centres + offset, m.scale_tril)
+    points = (torch.rand(700, 3, dtype=torch.float64) * 5.0 - 1.0 + offset).requires_grad_(True)
+    rho = evaluate_points(m, points)
+    (grad,) = torch.autograd.grad(rho.sum(), points)
+    out = density_and_gradient(m, points.detach())
+    assert out.dtype == torch.float64 and out.shape == (4, 700)
+    torch.testing.assert_close(out[0], rho.detach(), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(out[1:], grad.T, rtol=1e-9, atol=1e-10)
+    with pytest.raises(InvalidInputError, match="non-finite"):
+        density_and_gradient(m, torch.full((2, 3), float("nan")))
 
 
 def test_memory_bound_refuses_huge_grids(mixture):

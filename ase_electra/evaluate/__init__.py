@@ -121,11 +121,7 @@ def evaluate_points(
     Tensor, shape (P,), e/Angstrom^3, on the mixture's device.
     """
     _check_single(mixture)
-    points = torch.as_tensor(points, dtype=mixture.dtype, device=mixture.device)
-    if points.ndim != 2 or points.shape[1] != 3:
-        raise InvalidInputError(f"points: expected shape (P, 3), got {tuple(points.shape)}")
-    if not torch.isfinite(points).all():
-        raise InvalidInputError("points: non-finite coordinates")
+    points = _checked_points(points, mixture.dtype, mixture.device)
     pbc = tuple(bool(p) for p in np.broadcast_to(pbc, 3))
     if any(pbc) and cell is None:
         raise InvalidInputError("cell: required when pbc is set")
@@ -154,12 +150,18 @@ def density_and_gradient(
     d rho / dx, dy, dz (e/Angstrom^4).
     """
     _check_single(mixture)
-    points = torch.as_tensor(points, dtype=torch.float64, device=mixture.device)
+    points = _checked_points(points, torch.float64, mixture.device)
+    return _torch.density_and_gradient(mixture, points, n_sigma, _WORK_POINTS // 2)
+
+
+def _checked_points(points: torch.Tensor | np.ndarray, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``points`` as a (P, 3) tensor of finite coordinates, else a one-line InvalidInputError."""
+    points = torch.as_tensor(points, dtype=dtype, device=device)
     if points.ndim != 2 or points.shape[1] != 3:
         raise InvalidInputError(f"points: expected shape (P, 3), got {tuple(points.shape)}")
     if not torch.isfinite(points).all():
         raise InvalidInputError("points: non-finite coordinates")
-    return _torch.density_and_gradient(mixture, points, n_sigma, _WORK_POINTS // 2)
+    return points
 
 
 def _check_single(mixture: GaussianMixture) -> None:
