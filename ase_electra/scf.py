@@ -171,9 +171,9 @@ def coulomb_matrix(mf, mixture: GaussianMixture) -> np.ndarray:
 
     rho is fitted in the Coulomb metric, d = (P|Q)^-1 (Q|rho), with (Q|rho) analytic:
     each Gaussian is a sum of isotropic ones (:func:`_isotropic_parts`), which PySCF
-    integrates as normalised s functions. A density-fitted mean field's own tensor (built
-    here if needed, and then reused by its SCF) gives J; other mean fields get three-centre
-    integrals over PySCF's default auxiliary basis.
+    integrates as normalised s functions. A density-fitted mean field's own tensor gives J
+    when it is already in memory (hybrid functionals, or built by the caller); otherwise
+    three-centre integrals over the mean field's auxiliary basis (PySCF's default for others).
     """
     from pyscf import df, gto, lib
 
@@ -488,19 +488,17 @@ def _eval_ao(mol, coords: np.ndarray) -> np.ndarray:
 
 
 def _incore_df(mf):
-    """The mean field's density-fitting object with its tensor built in memory, else None.
+    """The mean field's density-fitting object if its tensor is already in memory, else None.
 
-    Building it here costs the SCF nothing: its first Fock matrix would build the same tensor.
-    A tensor kept on disk (large molecules) is not read; J then comes from three-centre integrals.
+    The tensor is not built here: for pure functionals PySCF computes J directly and never
+    stores it, and the guess must not change how (or in how much memory) the SCF runs.
     """
     from pyscf import df
 
     with_df = getattr(mf, "with_df", None)
-    if not isinstance(with_df, df.DF):
+    if not isinstance(with_df, df.DF) or not isinstance(with_df._cderi, np.ndarray) or with_df.auxmol is None:
         return None
-    if with_df._cderi is None:
-        with_df.build()
-    return with_df if isinstance(with_df._cderi, np.ndarray) and with_df.auxmol is not None else None
+    return with_df
 
 
 def _cderi_transform(auxmol, metric: np.ndarray, rhs: np.ndarray) -> np.ndarray:
