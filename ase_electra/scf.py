@@ -74,9 +74,9 @@ PYSCF_GUESSES = ("minao", "atom", "huckel")
 #: Accepted values of ``method`` in :func:`predicted_guess`.
 GUESS_METHODS = ("harris", "projection")
 
-#: PySCF grid level of the Harris guess's V_xc: on QM9 validation molecules it gives the same
-#: SCF cycles as the mean field's default level-3 grid at about half the guess's cost
-#: (``benchmarks/scf_cycles.py --guess-grid-level``).
+#: PySCF grid level of the Harris guess's V_xc: on the first 8 QM9 validation molecules it gave
+#: the same SCF cycles as the mean field's default level-3 grid, each one, at about half the
+#: guess's cost (``benchmarks/scf_cycles.py --guess-grid-level -1 --limit 8``).
 GUESS_GRID_LEVEL = 1
 
 #: Functional used for the guess Fock matrix when the mean field's own cannot be built from rho.
