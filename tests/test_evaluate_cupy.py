@@ -1,28 +1,36 @@
-"""The CUDA kernel (``ase_electra/evaluate/gaussians.cu``) against the torch reference.
+"""The CUDA kernels (``ase_electra/evaluate/gaussians.cu``) against the torch reference.
 
-Without a GPU the kernel source is still checked: nvcc compiles it to PTX for sm_90, and
-g++ compiles the same source through ``tests/gpu_shim/shim.cpp`` into a host library that
-runs every block and thread of a launch serially. With CuPy and a CUDA device,
-``backend="cupy"`` is compared with ``backend="torch"`` directly.
+Without a GPU the kernel source is still checked: nvcc compiles both kernels to PTX for
+sm_90, and g++ compiles the same source through ``tests/gpu_shim/shim.cpp`` into a host
+library that runs every block and thread of a launch serially. The shim's forward is
+compared with ``_torch.evaluate_grid`` and its backward with torch autograd through that
+path; the launcher's ``torch.autograd.Function`` (``_cupy.py``) runs on the shim too, with
+a stand-in ``cupy`` module. With CuPy and a CUDA device, the real kernels are compared
+with torch directly and checked by ``gradcheck``.
 
-Tolerances are relative to the largest grid value: points on the cut-off surface may fall
-on either side of it in the two evaluators, which moves a value by at most
-exp(-n_sigma^2 / 2) = 3.7e-6 of that Gaussian's peak.
+Tolerances are relative to the largest grid value: points on a cut-off surface may fall
+on either side of it in two evaluators, which moves a value by at most that Gaussian's
+value there (exp(-n_sigma^2 / 2) = 3.7e-6 of its peak, or ``tolerance``).
 """
 
 from __future__ import annotations
 
 import ctypes
+import importlib
 import importlib.util
+import math
 import shutil
 import subprocess
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from ase_electra.evaluate import evaluate, select_backend
+import ase_electra.evaluate
+from ase_electra.evaluate import _torch, evaluate, select_backend
 from ase_electra.evaluate._boxes import grid_tensors, index_boxes
 from ase_electra.gaussians import DEFAULT_N_SIGMA, GaussianMixture
 from ase_electra.grid import Grid
@@ -34,10 +42,19 @@ SHIM = ROOT / "tests" / "gpu_shim" / "shim.cpp"
 #: Threads per block compiled into the PTX and the shim; any value works for the tests.
 TEST_BLOCK = 128
 
-#: Largest error allowed, relative to the largest grid value, per dtype.
-RTOL = {torch.float64: 1e-5, torch.float32: 5e-5}
+#: Box points per chunk of the torch reference.
+WORK_POINTS = 1 << 18
 
-CASES = ("molecule", "periodic", "mixed")
+#: Largest forward error allowed, relative to the largest grid value, per dtype.
+RTOL = {torch.float64: 1e-12, torch.float32: 1e-5}
+
+#: Largest gradient error allowed (float64), relative to the largest gradient entry.
+GRAD_RTOL = 1e-10
+
+#: Absolute cut-off tolerances tried, e/Angstrom^3 (0: n_sigma only).
+TOLERANCES = (0.0, 1e-3)
+
+CASES = ("molecule", "periodic", "mixed", "wrapping", "zero-weights")
 
 
 def _gpu_with_cupy() -> bool:
@@ -73,21 +90,24 @@ def shim(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     lib = ctypes.CDLL(str(library))
-    for name, real in (("evaluate_boxes_f32", ctypes.c_float), ("evaluate_boxes_f64", ctypes.c_double)):
-        getattr(lib, name).argtypes = (
-            [ctypes.c_uint, ctypes.c_uint]
-            + [ctypes.c_void_p] * 6
-            + [ctypes.c_longlong] * 3
-            + [real, ctypes.c_longlong, ctypes.c_void_p]
-        )
-        getattr(lib, name).restype = None
+    launch = [ctypes.c_uint, ctypes.c_uint]
+    pointers = [ctypes.c_void_p] * 8  # line_start, lo, dims, offset, whitening, prefactor, cutoff_sq, voxels
+    sizes = [ctypes.c_longlong] * 4  # nx, ny, nz, K
+    for suffix in ("f32", "f64"):
+        forward = getattr(lib, f"evaluate_lines_{suffix}")
+        forward.argtypes = launch + pointers + sizes + [ctypes.c_void_p]
+        backward = getattr(lib, f"gradient_lines_{suffix}")
+        backward.argtypes = launch + pointers + sizes + [ctypes.c_void_p, ctypes.c_longlong, ctypes.c_void_p]
+        forward.restype = backward.restype = None
     return lib
 
 
 # ---------------------------------------------------------------------------- helpers
 
 
-def _mixture(rng: np.random.Generator, centres: np.ndarray, sigma: tuple[float, float]) -> GaussianMixture:
+def _mixture(
+    rng: np.random.Generator, centres: np.ndarray, sigma: tuple[float, float], weights: tuple[float, float] = (0.1, 2.0)
+) -> GaussianMixture:
     """Random anisotropic Gaussians at ``centres`` (K, 3) with axis widths log-uniform in ``sigma``, A."""
     k = len(centres)
     widths = np.exp(rng.uniform(np.log(sigma[0]), np.log(sigma[1]), (k, 3)))  # (K, 3)
@@ -95,15 +115,19 @@ def _mixture(rng: np.random.Generator, centres: np.ndarray, sigma: tuple[float, 
     L[:, [0, 1, 2], [0, 1, 2]] = widths
     row, col = np.tril_indices(3, -1)
     L[:, row, col] = rng.normal(0.0, 0.3, (k, 3)) * np.sqrt(widths[:, row] * widths[:, col])
-    weights = rng.uniform(0.1, 2.0, k)
     return GaussianMixture(
-        torch.tensor(weights), torch.tensor(np.asarray(centres, dtype=np.float64)), torch.tensor(L)
+        torch.tensor(rng.uniform(*weights, k)), torch.tensor(np.asarray(centres, dtype=np.float64)), torch.tensor(L)
     )
 
 
+def _concat(*mixtures: GaussianMixture) -> GaussianMixture:
+    fields = ("weights", "centres", "scale_tril")
+    return GaussianMixture(*(torch.cat([getattr(m, f) for m in mixtures]) for f in fields))
+
+
 def _case(name: str, rng: np.random.Generator) -> tuple[GaussianMixture, Grid]:
-    """A float64 mixture and its grid: molecular box, skewed periodic cell or mixed pbc."""
-    if name == "molecule":
+    """A float64 mixture and its grid: molecular box, skewed periodic cells, mixed pbc."""
+    if name in ("molecule", "zero-weights"):
         atoms = rng.uniform(0.0, 3.0, (5, 3))
         grid = Grid.for_molecule(atoms, spacing=0.2, margin=1.5)
         near = atoms[rng.integers(0, len(atoms), 36)] + rng.normal(0.0, 0.8, (36, 3))
@@ -111,49 +135,131 @@ def _case(name: str, rng: np.random.Generator) -> tuple[GaussianMixture, Grid]:
         edges = np.array(
             [[-2.5, 1.0, 1.0], [5.5, 4.0, 2.0], [1.0, -2.0, 5.0], [30.0, 0.0, 0.0], [0.0, -30.0, 0.0]]
         )
-        return _mixture(rng, np.concatenate([near, edges]), (0.05, 1.0)), grid
+        mixture = _mixture(rng, np.concatenate([near, edges]), (0.05, 1.0))
+        if name == "zero-weights":
+            weights = mixture.weights.clone()
+            weights[::3] = 0.0
+            mixture = GaussianMixture(weights, mixture.centres, mixture.scale_tril)
+        return mixture, grid
     if name == "periodic":
         cell = np.array([[4.0, 0.0, 0.0], [1.3, 3.6, 0.0], [-0.8, 0.9, 3.8]])
         grid = Grid(cell, (20, 18, 22), origin=np.array([0.3, -0.2, 0.1]), pbc=(True, True, True))
         small = _mixture(rng, rng.uniform(-1.0, 2.0, (36, 3)) @ cell, (0.05, 1.0))
         # Wider than the cell: their boxes hold several periodic images.
         wide = _mixture(rng, rng.uniform(0.0, 1.0, (3, 3)) @ cell, (1.2, 2.0))
-        fields = ("weights", "centres", "scale_tril")
-        return GaussianMixture(*(torch.cat([getattr(small, f), getattr(wide, f)]) for f in fields)), grid
+        return _concat(small, wide), grid
     if name == "mixed":
         cell = np.array([[4.2, 0.0, 0.0], [0.5, 6.0, 0.0], [0.6, -0.7, 4.4]])
         grid = Grid(cell, (21, 30, 22), origin=np.array([-0.4, 0.2, 0.3]), pbc=(True, False, True))
         fractional = rng.uniform(-0.5, 1.5, (40, 3))
         fractional[:, 1] = rng.uniform(-0.2, 1.2, 40)
         return _mixture(rng, fractional @ cell, (0.05, 1.5)), grid
+    if name == "wrapping":
+        # A small skewed cell and Gaussians several cells wide: each box wraps many times
+        # along every axis, so z-lines run over the cell more than once.
+        cell = np.array([[2.6, 0.0, 0.0], [0.9, 2.4, 0.0], [-0.5, 0.7, 2.8]])
+        grid = Grid(cell, (11, 10, 13), origin=np.array([0.1, 0.2, -0.3]), pbc=(True, True, True))
+        wide = _mixture(rng, rng.uniform(-1.0, 2.0, (4, 3)) @ cell, (0.6, 1.3))
+        small = _mixture(rng, rng.uniform(0.0, 1.0, (6, 3)) @ cell, (0.1, 0.4))
+        return _concat(wide, small), grid
     raise ValueError(f"case: expected one of {CASES}, got {name!r}")
 
 
-def _shim_evaluate(
-    lib: ctypes.CDLL, mixture: GaussianMixture, grid: Grid, grid_dim: int, block_dim: int
+def _reference(
+    mixture: GaussianMixture, grid: Grid, tolerance: float, n_sigma: float = DEFAULT_N_SIGMA
 ) -> torch.Tensor:
-    """Run the kernel through the shim on every Gaussian (empty boxes included)."""
-    boxes = index_boxes(mixture, grid, DEFAULT_N_SIGMA)
+    """The torch path's values, shape ``grid.shape``."""
+    return _torch.evaluate_grid(mixture, grid, n_sigma, tolerance, WORK_POINTS)
+
+
+def _kernel_inputs(
+    mixture: GaussianMixture, grid: Grid, tolerance: float, n_sigma: float = DEFAULT_N_SIGMA
+) -> dict[str, torch.Tensor]:
+    """The kernels' array arguments for every Gaussian (empty boxes included), CPU, contiguous."""
+    boxes = index_boxes(mixture, grid, n_sigma, tolerance)
     _, voxels, _ = grid_tensors(grid, mixture.weights)
-    arrays = [
-        np.ascontiguousarray(t.detach().cpu().numpy())
-        for t in (boxes.lo, boxes.dims, boxes.offset, boxes.whitening, boxes.prefactor, voxels)
-    ]
-    real = {torch.float32: np.float32, torch.float64: np.float64}[mixture.dtype]
-    entry = {torch.float32: lib.evaluate_boxes_f32, torch.float64: lib.evaluate_boxes_f64}[mixture.dtype]
-    out = np.zeros(grid.n_points, dtype=real)
-    entry(
-        grid_dim, block_dim, *(a.ctypes.data for a in arrays), *grid.shape,
-        DEFAULT_N_SIGMA**2, mixture.n_gaussians, out.ctypes.data,
+    lines = boxes.dims[:, 0] * boxes.dims[:, 1]
+    arrays = {
+        "line_start": torch.cat([lines.new_zeros(1), torch.cumsum(lines, 0)]),
+        "lo": boxes.lo,
+        "dims": boxes.dims,
+        "offset": boxes.offset,
+        "whitening": boxes.whitening,
+        "prefactor": boxes.prefactor,
+        "cutoff_sq": boxes.cutoff_sq.to(mixture.dtype),
+        "voxels": voxels,
+    }
+    return {name: t.detach().cpu().contiguous() for name, t in arrays.items()}
+
+
+_ORDER = ("line_start", "lo", "dims", "offset", "whitening", "prefactor", "cutoff_sq", "voxels")
+_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+
+
+def _shim_forward(
+    lib: ctypes.CDLL, inputs: dict[str, torch.Tensor], shape: tuple[int, int, int], grid_dim: int, block_dim: int
+) -> torch.Tensor:
+    """``evaluate_lines`` through the shim; flat (nx * ny * nz,)."""
+    dtype = inputs["offset"].dtype
+    out = torch.zeros(math.prod(shape), dtype=dtype)
+    getattr(lib, f"evaluate_lines_{_SUFFIX[dtype]}")(
+        grid_dim, block_dim, *(inputs[n].data_ptr() for n in _ORDER), *shape, inputs["lo"].shape[0], out.data_ptr()
+    )
+    return out
+
+
+def _shim_backward(
+    lib: ctypes.CDLL,
+    inputs: dict[str, torch.Tensor],
+    shape: tuple[int, int, int],
+    grad_out: torch.Tensor,
+    grid_dim: int,
+    block_dim: int,
+    lines_per_thread: int,
+) -> torch.Tensor:
+    """``gradient_lines`` through the shim; (K, 13) float64."""
+    dtype = inputs["offset"].dtype
+    grad_out = grad_out.to(dtype).contiguous()
+    grad = torch.zeros(inputs["lo"].shape[0], 13, dtype=torch.float64)
+    getattr(lib, f"gradient_lines_{_SUFFIX[dtype]}")(
+        grid_dim, block_dim, *(inputs[n].data_ptr() for n in _ORDER), *shape, inputs["lo"].shape[0],
+        grad_out.data_ptr(), lines_per_thread, grad.data_ptr(),
     )  # fmt: skip
-    return torch.from_numpy(out.reshape(grid.shape))
+    return grad
 
 
-def _assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float) -> None:
-    assert actual.shape == expected.shape and actual.dtype == expected.dtype
+def _n_lines(inputs: dict[str, torch.Tensor]) -> int:
+    return int(inputs["line_start"][-1])
+
+
+def _assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float, atol: float = 0.0) -> None:
+    """Largest |actual - expected| <= rtol * max |expected| + atol."""
+    assert actual.shape == expected.shape
     scale = expected.abs().max().item()
-    error = (actual.cpu().double() - expected.cpu().double()).abs().max().item() / scale
-    assert error <= rtol, f"max error {error:.2e} of the largest value {scale:.3g}, allowed {rtol:.0e}"
+    assert scale > 0
+    error = (actual.cpu().double() - expected.cpu().double()).abs().max().item()
+    allowed = rtol * scale + atol
+    assert error <= allowed, f"max error {error:.2e} with largest value {scale:.3g}, allowed {allowed:.1e}"
+
+
+def _surface_atol(dtype: torch.dtype, tolerance: float) -> float:
+    """In float32 a point on a cut-off surface set by ``tolerance`` may flip side (worth ``tolerance``)."""
+    return 2.0 * tolerance if dtype == torch.float32 else 0.0
+
+
+def _leaves(mixture: GaussianMixture) -> tuple[GaussianMixture, list[torch.Tensor]]:
+    """A copy of ``mixture`` whose weights, centres and scale_tril are leaves requiring grad."""
+    leaves = [t.detach().clone().requires_grad_() for t in (mixture.weights, mixture.centres, mixture.scale_tril)]
+    return GaussianMixture(*leaves), leaves
+
+
+def _torch_gradients(
+    mixture: GaussianMixture, grid: Grid, tolerance: float, grad_out: torch.Tensor, n_sigma: float = DEFAULT_N_SIGMA
+) -> list[torch.Tensor]:
+    """d (sum grad_out * rho) / d (weights, centres, scale_tril) by autograd through the torch path."""
+    leafy, leaves = _leaves(mixture)
+    values = _reference(leafy, grid, tolerance, n_sigma)
+    return list(torch.autograd.grad((values * grad_out.reshape(grid.shape)).sum(), leaves))
 
 
 # ---------------------------------------------------------------------------- without a GPU
@@ -172,22 +278,129 @@ def test_nvcc_compiles_ptx_for_sm90(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     text = ptx.read_text()
     assert ".target sm_90" in text
-    for type_code in ("f", "d"):  # float and double instantiations
-        assert f".entry _Z14evaluate_boxesI{type_code}E" in text
-    assert text.count(f".maxntid {TEST_BLOCK}, 1, 1") == 2
+    for kernel in ("evaluate_lines", "gradient_lines"):
+        for type_code in ("f", "d"):  # float and double instantiations
+            assert f".entry _Z14{kernel}I{type_code}E" in text
+    assert text.count(f".maxntid {TEST_BLOCK}, 1, 1") == 4
     assert "atom.global.add.f32" in text and "atom.global.add.f64" in text
 
 
+@pytest.mark.parametrize("tolerance", TOLERANCES, ids=["n_sigma", "tolerance"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("case", CASES)
-def test_shim_matches_torch(shim: ctypes.CDLL, rng: np.random.Generator, case: str, dtype: torch.dtype) -> None:
+def test_shim_forward_matches_torch(
+    shim: ctypes.CDLL, rng: np.random.Generator, case: str, dtype: torch.dtype, tolerance: float
+) -> None:
     mixture, grid = _case(case, rng)
     mixture = mixture.to(dtype=dtype)
-    expected = evaluate(mixture, grid, backend="torch")
-    assert expected.abs().max() > 0
-    # One block per Gaussian, and few small blocks that stride over Gaussians and points.
-    for grid_dim, block_dim in ((mixture.n_gaussians, TEST_BLOCK), (3, 7)):
-        _assert_close(_shim_evaluate(shim, mixture, grid, grid_dim, block_dim), expected, RTOL[dtype])
+    expected = _reference(mixture, grid, tolerance)
+    inputs = _kernel_inputs(mixture, grid, tolerance)
+    if tolerance > 0:  # some Gaussians end before n_sigma
+        assert (inputs["cutoff_sq"] < DEFAULT_N_SIGMA**2).any()
+    lines = _n_lines(inputs)
+    # One thread per line, and few small blocks that grid-stride over the lines.
+    for grid_dim, block_dim in ((math.ceil(lines / TEST_BLOCK), TEST_BLOCK), (3, 7)):
+        actual = _shim_forward(shim, inputs, grid.shape, grid_dim, block_dim).reshape(grid.shape)
+        _assert_close(actual, expected, RTOL[dtype], _surface_atol(dtype, tolerance))
+
+
+def test_shim_forward_any_order_and_signed_prefactors(shim: ctypes.CDLL, rng: np.random.Generator) -> None:
+    """Boxes in any order, and negative prefactors: linear in the prefactors, signs kept."""
+    mixture, grid = _case("periodic", rng)
+    tolerance = 1e-3
+    negative = torch.zeros(mixture.n_gaussians, dtype=torch.bool)
+    negative[1::2] = True
+    positive_part, negative_part = (
+        GaussianMixture(mixture.weights[part], mixture.centres[part], mixture.scale_tril[part])
+        for part in (~negative, negative)
+    )
+    expected = _reference(positive_part, grid, tolerance) - _reference(negative_part, grid, tolerance)
+    inputs = _kernel_inputs(mixture, grid, tolerance)
+    inputs["prefactor"] = torch.where(negative, -inputs["prefactor"], inputs["prefactor"])
+    order = torch.from_numpy(rng.permutation(mixture.n_gaussians))
+    shuffled = {name: t[order].contiguous() for name, t in inputs.items() if name not in ("line_start", "voxels")}
+    lines = shuffled["dims"][:, 0] * shuffled["dims"][:, 1]
+    shuffled["line_start"] = torch.cat([lines.new_zeros(1), torch.cumsum(lines, 0)])
+    shuffled["voxels"] = inputs["voxels"]
+    for arrays in (inputs, shuffled):
+        actual = _shim_forward(shim, arrays, grid.shape, 5, 32).reshape(grid.shape)
+        _assert_close(actual, expected, RTOL[torch.float64])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+def test_shim_recurrence_on_a_400_point_line(shim: ctypes.CDLL, dtype: torch.dtype) -> None:
+    """One skewed Gaussian whose box is a single z-line of ~400 points, against direct exp.
+
+    A float recurrence would drift by about 6e-4 of the peak over such a line; the kernel
+    keeps it in double, so only the final rounding to ``dtype`` remains.
+    """
+    cell = np.array([[0.1, 0.0, 0.0], [0.0, 0.1, 0.0], [0.03, -0.02, 40.0]])
+    grid = Grid(cell, (1, 1, 420), origin=np.array([0.0, 0.0, -1.0]))
+    L = torch.tensor([[[0.5, 0.0, 0.0], [0.1, 0.4, 0.0], [0.3, -0.2, 3.9]]], dtype=torch.float64)
+    centre = torch.tensor([[0.0, 0.0, 19.0]], dtype=torch.float64)
+    mixture = GaussianMixture(torch.ones(1, dtype=torch.float64), centre, L).to(dtype=dtype)
+    inputs = _kernel_inputs(mixture, grid, 0.0)
+    assert inputs["dims"].tolist() == [[1, 1, inputs["dims"][0, 2].item()]] and inputs["dims"][0, 2] >= 390
+    actual = _shim_forward(shim, inputs, grid.shape, 1, 1).double()
+    # Direct: exp(-|L^-1 d|^2 / 2) at every point, in float64 from the same (rounded) inputs.
+    o = torch.arange(grid.shape[2], dtype=torch.float64) - inputs["lo"][0, 2].double()
+    d = inputs["offset"][0].double() + o[:, None] * inputs["voxels"][2].double()  # (Z, 3)
+    z = d @ inputs["whitening"][0].double().T
+    q = (z * z).sum(-1)
+    direct = inputs["prefactor"][0].double() * torch.exp(-0.5 * q)
+    direct = torch.where((o >= 0) & (o < inputs["dims"][0, 2]) & (q <= DEFAULT_N_SIGMA**2), direct, 0.0)
+    inside = int((direct > 0).sum())
+    assert inside >= 390
+    error = ((actual - direct).abs().max() / direct.max()).item()
+    assert error <= {torch.float64: 1e-12, torch.float32: 1.2e-7}[dtype], error
+
+
+@pytest.mark.parametrize("tolerance", TOLERANCES, ids=["n_sigma", "tolerance"])
+@pytest.mark.parametrize("case", CASES)
+def test_shim_backward_matches_torch_autograd(
+    shim: ctypes.CDLL, rng: np.random.Generator, case: str, tolerance: float
+) -> None:
+    """The kernel's (prefactor, offset, L^-1) gradients, chained through index_boxes by torch."""
+    mixture, grid = _case(case, rng)
+    grad_out = torch.from_numpy(rng.normal(0.0, 1.0, grid.n_points))  # (nx * ny * nz,)
+    expected = _torch_gradients(mixture, grid, tolerance, grad_out)
+    leafy, leaves = _leaves(mixture)
+    boxes = index_boxes(leafy, grid, DEFAULT_N_SIGMA, tolerance)
+    inputs = _kernel_inputs(mixture, grid, tolerance)
+    lines = _n_lines(inputs)
+    launches = ((math.ceil(lines / TEST_BLOCK), TEST_BLOCK, 1), (3, 7, 8), (1, 2, 1000))
+    for grid_dim, block_dim, lines_per_thread in launches:
+        grad = _shim_backward(shim, inputs, grid.shape, grad_out, grid_dim, block_dim, lines_per_thread)
+        actual = torch.autograd.grad(
+            [boxes.prefactor, boxes.offset, boxes.whitening],
+            leaves,
+            [grad[:, 0], grad[:, 1:4], grad[:, 4:].reshape(-1, 3, 3)],
+            retain_graph=True,
+            allow_unused=True,
+        )
+        for name, a, e in zip(("weights", "centres", "scale_tril"), actual, expected):
+            a = torch.zeros_like(e) if a is None else a
+            scale = e.abs().max().item()
+            error = (a - e).abs().max().item() / scale
+            assert error <= GRAD_RTOL, f"{name}: max error {error:.2e} of {scale:.3g}"
+
+
+def test_shim_backward_signed_prefactors_and_float32(shim: ctypes.CDLL, rng: np.random.Generator) -> None:
+    """dL/dprefactor does not depend on the prefactor's sign; the other gradients flip with it."""
+    mixture, grid = _case("mixed", rng)
+    grad_out = torch.from_numpy(rng.normal(0.0, 1.0, grid.n_points))
+    inputs = _kernel_inputs(mixture, grid, 1e-3)
+    unsigned = _shim_backward(shim, inputs, grid.shape, grad_out, 4, 16, 3)
+    sign = torch.where(torch.arange(mixture.n_gaussians) % 2 == 0, 1.0, -1.0).double()
+    signed = dict(inputs, prefactor=inputs["prefactor"] * sign)
+    flipped = _shim_backward(shim, signed, grid.shape, grad_out, 4, 16, 3)
+    torch.testing.assert_close(flipped[:, 0], unsigned[:, 0], rtol=1e-13, atol=0.0)
+    torch.testing.assert_close(flipped[:, 1:], unsigned[:, 1:] * sign[:, None], rtol=1e-13, atol=0.0)
+    # The float kernel reads float inputs but sums in double: agrees to float rounding.
+    single = {n: t.float() if t.is_floating_point() else t for n, t in inputs.items()}
+    as_float = _shim_backward(shim, single, grid.shape, grad_out.float(), 4, 16, 3)
+    scale = unsigned.abs().amax(0)
+    assert ((as_float - unsigned).abs() / scale).max() <= 1e-4
 
 
 def test_shim_integral_sums_periodic_images(shim: ctypes.CDLL, rng: np.random.Generator) -> None:
@@ -195,9 +408,84 @@ def test_shim_integral_sums_periodic_images(shim: ctypes.CDLL, rng: np.random.Ge
     cell = np.array([[3.0, 0.0, 0.0], [0.9, 2.8, 0.0], [0.4, -0.6, 3.2]])
     grid = Grid(cell, (24, 24, 24), pbc=(True, True, True))
     mixture = _mixture(rng, rng.uniform(-2.0, 3.0, (12, 3)) @ cell, (0.4, 2.0))
-    values = _shim_evaluate(shim, mixture, grid, mixture.n_gaussians, TEST_BLOCK)
+    inputs = _kernel_inputs(mixture, grid, 0.0)
+    values = _shim_forward(shim, inputs, grid.shape, 8, TEST_BLOCK)
     integral = values.sum().item() * grid.voxel_volume
     assert integral == pytest.approx(mixture.weights.sum().item(), rel=1e-4)
+
+
+# ------------------------------------------- the launcher's autograd Function, on the shim
+
+
+@pytest.fixture
+def shim_cupy(shim: ctypes.CDLL, monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+    """``ase_electra.evaluate._cupy`` imported against a stand-in ``cupy``, kernels run by the shim.
+
+    Everything but the two launch functions is the real module: boxes, launch order,
+    line numbering, the autograd Function and its gradient split.
+    """
+    monkeypatch.setitem(sys.modules, "cupy", types.ModuleType("cupy"))
+    # Placeholders first, so that undoing restores what was there before (or nothing).
+    monkeypatch.setitem(sys.modules, "ase_electra.evaluate._cupy", None)
+    monkeypatch.setattr(ase_electra.evaluate, "_cupy", None, raising=False)
+    del sys.modules["ase_electra.evaluate._cupy"]
+    module = importlib.import_module("ase_electra.evaluate._cupy")
+
+    def arguments(layout, offset, whitening, prefactor) -> list[int]:
+        tensors = (layout.line_start, layout.lo, layout.dims, offset, whitening, prefactor)
+        tensors += (layout.cutoff_sq, layout.voxels)
+        assert all(t.is_contiguous() for t in tensors)
+        return [t.data_ptr() for t in tensors] + [*layout.shape, layout.n_gaussians]
+
+    def forward(layout, offset, whitening, prefactor, out) -> None:
+        if layout.n_lines:
+            getattr(shim, f"evaluate_lines_{_SUFFIX[offset.dtype]}")(
+                2, 16, *arguments(layout, offset, whitening, prefactor), out.data_ptr()
+            )
+
+    def backward(layout, offset, whitening, prefactor, grad_out, grad) -> None:
+        assert grad_out.is_contiguous() and grad.dtype == torch.float64
+        if layout.n_lines:
+            getattr(shim, f"gradient_lines_{_SUFFIX[offset.dtype]}")(
+                2, 16, *arguments(layout, offset, whitening, prefactor), grad_out.data_ptr(),
+                module.GRADIENT_LINES_PER_THREAD, grad.data_ptr(),
+            )  # fmt: skip
+
+    monkeypatch.setattr(module, "_launch_forward", forward)
+    monkeypatch.setattr(module, "_launch_backward", backward)
+    return module
+
+
+@pytest.mark.parametrize("tolerance", TOLERANCES, ids=["n_sigma", "tolerance"])
+@pytest.mark.parametrize("case", ["molecule", "wrapping", "zero-weights"])
+def test_launcher_autograd_on_shim(
+    shim_cupy: types.ModuleType, rng: np.random.Generator, case: str, tolerance: float
+) -> None:
+    mixture, grid = _case(case, rng)
+    leafy, leaves = _leaves(mixture)
+    values = shim_cupy._density(leafy, grid, DEFAULT_N_SIGMA, tolerance)
+    assert values.shape == grid.shape and values.requires_grad
+    _assert_close(values.detach(), _reference(mixture, grid, tolerance), RTOL[torch.float64])
+    # A non-contiguous upstream gradient (a slice, an expand) is made contiguous for the kernel.
+    weights = torch.from_numpy(rng.normal(0.0, 1.0, grid.shape[1:]))[None].expand(grid.shape)
+    actual = torch.autograd.grad((values * weights).sum(), leaves)
+    expected = _torch_gradients(mixture, grid, tolerance, weights.reshape(-1))
+    for name, a, e in zip(("weights", "centres", "scale_tril"), actual, expected):
+        error = (a - e).abs().max().item() / e.abs().max().item()
+        assert error <= GRAD_RTOL, f"{name}: max error {error:.2e}"
+
+
+def test_launcher_float32_and_empty_on_shim(shim_cupy: types.ModuleType, rng: np.random.Generator) -> None:
+    mixture, grid = _case("mixed", rng)
+    single = mixture.to(dtype=torch.float32)
+    values = shim_cupy._density(single, grid, DEFAULT_N_SIGMA, 1e-3)
+    assert values.dtype == torch.float32
+    _assert_close(values, _reference(single, grid, 1e-3), RTOL[torch.float32], _surface_atol(torch.float32, 1e-3))
+    # No box reaches the grid: zeros, and zero gradients rather than an error.
+    far, leaves = _leaves(GaussianMixture(torch.ones(1), torch.full((1, 3), 50.0), 0.3 * torch.eye(3)[None]))
+    empty = shim_cupy._density(far, Grid(np.eye(3) * 2.0, (8, 8, 8)), DEFAULT_N_SIGMA, 0.0)
+    assert empty.shape == (8, 8, 8) and not empty.any()
+    assert all(not g.any() for g in torch.autograd.grad(empty.sum(), leaves))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="cupy is installed")
@@ -206,22 +494,62 @@ def test_missing_cupy_says_what_to_install() -> None:
     grid = Grid(np.eye(3) * 2.0, (4, 4, 4))
     with pytest.raises(ImportError, match=r"pip install 'ase-electra\[gpu\]'"):
         evaluate(mixture, grid, backend="cupy")
-    assert select_backend(mixture, "auto") == "torch"
+    assert select_backend(mixture, "auto") != "cupy"
 
 
 # ---------------------------------------------------------------------------- on a GPU
 
 
 @needs_gpu
+@pytest.mark.parametrize("tolerance", TOLERANCES, ids=["n_sigma", "tolerance"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("case", CASES)
-def test_cupy_matches_torch(rng: np.random.Generator, case: str, dtype: torch.dtype) -> None:
+def test_cupy_matches_torch(rng: np.random.Generator, case: str, dtype: torch.dtype, tolerance: float) -> None:
+    from ase_electra.evaluate import _cupy
+
     mixture, grid = _case(case, rng)
     mixture = mixture.to(device="cuda", dtype=dtype)
-    expected = evaluate(mixture, grid, backend="torch")
-    actual = evaluate(mixture, grid, backend="cupy")
-    assert actual.device == mixture.device
-    _assert_close(actual, expected, RTOL[dtype])
+    expected = _reference(mixture, grid, tolerance)
+    actual = _cupy.evaluate_grid(mixture, grid, DEFAULT_N_SIGMA, tolerance)
+    assert actual.device == mixture.device and actual.dtype == dtype
+    _assert_close(actual, expected, RTOL[dtype], _surface_atol(dtype, tolerance))
+
+
+@needs_gpu
+@pytest.mark.parametrize("tolerance", TOLERANCES, ids=["n_sigma", "tolerance"])
+@pytest.mark.parametrize("case", CASES)
+def test_cupy_gradients_match_torch(rng: np.random.Generator, case: str, tolerance: float) -> None:
+    from ase_electra.evaluate import _cupy
+
+    mixture, grid = _case(case, rng)
+    grad_out = torch.from_numpy(rng.normal(0.0, 1.0, grid.n_points))
+    expected = _torch_gradients(mixture, grid, tolerance, grad_out)
+    leafy, leaves = _leaves(mixture.to(device="cuda"))
+    values = _cupy.evaluate_grid(leafy, grid, DEFAULT_N_SIGMA, tolerance)
+    actual = torch.autograd.grad((values * grad_out.cuda().reshape(grid.shape)).sum(), leaves)
+    for name, a, e in zip(("weights", "centres", "scale_tril"), actual, expected):
+        error = (a.cpu() - e).abs().max().item() / e.abs().max().item()
+        assert error <= GRAD_RTOL, f"{name}: max error {error:.2e}"
+
+
+@needs_gpu
+def test_cupy_gradcheck() -> None:
+    """Finite differences of the kernel on a tiny periodic case; a wide cut-off keeps the
+    values continuous in the parameters (exp(-n_sigma^2 / 2) = 2e-22 at the surface)."""
+    from ase_electra.evaluate import _cupy
+
+    grid = Grid(np.array([[2.0, 0.0, 0.0], [0.4, 1.8, 0.0], [0.2, -0.3, 2.1]]), (5, 6, 7), pbc=(True, True, True))
+    weights = torch.tensor([0.7, 1.3], dtype=torch.float64, device="cuda", requires_grad=True)
+    centres = torch.tensor([[0.3, 0.5, 0.2], [1.1, 0.9, 1.4]], dtype=torch.float64, device="cuda", requires_grad=True)
+    tril = torch.tensor(
+        [[[0.5, 0.0, 0.0], [0.1, 0.4, 0.0], [-0.1, 0.05, 0.6]], [[0.3, 0.0, 0.0], [0.0, 0.35, 0.0], [0.1, 0.1, 0.4]]],
+        dtype=torch.float64, device="cuda", requires_grad=True,
+    )  # fmt: skip
+
+    def density(w: torch.Tensor, mu: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
+        return _cupy.evaluate_grid(GaussianMixture(w, mu, torch.tril(L)), grid, 10.0, 0.0)
+
+    assert torch.autograd.gradcheck(density, (weights, centres, tril), eps=1e-6, atol=1e-8, rtol=1e-6)
 
 
 @needs_gpu
@@ -229,24 +557,25 @@ def test_auto_picks_cupy_on_gpu(rng: np.random.Generator) -> None:
     mixture, grid = _case("periodic", rng)
     mixture = mixture.to(device="cuda")
     assert select_backend(mixture, "auto") == "cupy"
-    _assert_close(evaluate(mixture, grid), evaluate(mixture, grid, backend="torch"), RTOL[torch.float64])
-    needs_grad = GaussianMixture(mixture.weights.detach().requires_grad_(), mixture.centres, mixture.scale_tril)
-    assert select_backend(needs_grad, "auto") == "torch"
+    _assert_close(evaluate(mixture, grid), _reference(mixture, grid, 0.0), RTOL[torch.float64])
 
 
 @needs_gpu
 def test_cupy_empty_and_cpu_mixtures() -> None:
+    from ase_electra.evaluate import _cupy
+
     grid = Grid(np.eye(3) * 2.0, (8, 8, 8))
     far = GaussianMixture(torch.ones(1), torch.full((1, 3), 50.0), 0.3 * torch.eye(3)[None])
-    values = evaluate(far, grid, backend="cupy")  # a CPU mixture runs on the current GPU
+    values = _cupy.evaluate_grid(far, grid, DEFAULT_N_SIGMA, 0.0)  # a CPU mixture runs on the current GPU
     assert values.is_cuda and values.shape == grid.shape and not values.any()
 
 
 @needs_gpu
 def test_cupy_rejects_half_precision() -> None:
     from ase_electra.errors import InvalidInputError
+    from ase_electra.evaluate import _cupy
 
     mixture = GaussianMixture(torch.ones(1), torch.zeros(1, 3), 0.5 * torch.eye(3)[None])
     mixture = mixture.to("cuda", torch.float16)
     with pytest.raises(InvalidInputError, match="float16"):
-        evaluate(mixture, Grid(np.eye(3) * 2.0, (4, 4, 4)), backend="cupy")
+        _cupy.evaluate_grid(mixture, Grid(np.eye(3) * 2.0, (4, 4, 4)), DEFAULT_N_SIGMA, 0.0)

@@ -1,14 +1,14 @@
-// Host shim: compiles ase_electra/evaluate/gaussians.cu with g++ so the CUDA kernel's
+// Host shim: compiles ase_electra/evaluate/gaussians.cu with g++ so the CUDA kernels'
 // arithmetic can be tested on machines without a GPU (tests/test_evaluate_cupy.py).
 //
 // The CUDA qualifiers become nothing, the built-in index variables become globals that
 // launch() sets, and atomicAdd becomes a plain +=. launch() runs every (block, thread)
-// pair of the launch one after another; that is exact for this kernel, whose threads
+// pair of the launch one after another; that is exact for these kernels, whose threads
 // never synchronise or read what other threads write.
 //
 // Build: g++ -O2 -std=c++17 -shared -fPIC -DBLOCK=<n> -I ase_electra/evaluate shim.cpp
-// Entry points evaluate_boxes_f32 / _f64 take the kernel's arguments after the launch's
-// grid and block sizes.
+// Entry points evaluate_lines_f32 / _f64 and gradient_lines_f32 / _f64 take the kernel's
+// arguments after the launch's grid and block sizes.
 
 #include <math.h>
 
@@ -38,29 +38,40 @@ T atomicAdd(T* address, T value) {
 
 namespace {
 
-template <typename T, typename... Args>
-void launch(unsigned int grid_dim, unsigned int block_dim, Args... args) {
+template <typename Kernel, typename... Args>
+void launch(Kernel kernel, unsigned int grid_dim, unsigned int block_dim, Args... args) {
     gridDim.x = grid_dim;
     blockDim.x = block_dim;
     for (unsigned int b = 0; b < grid_dim; ++b) {
         for (unsigned int t = 0; t < block_dim; ++t) {
             blockIdx.x = b;
             threadIdx.x = t;
-            evaluate_boxes<T>(args...);
+            kernel(args...);
         }
     }
 }
 
 }  // namespace
 
-#define SHIM_ENTRY(NAME, T)                                                                        \
-    extern "C" void NAME(unsigned int grid_dim, unsigned int block_dim, const long long* lo,      \
-                         const long long* dims, const T* offset, const T* whitening,              \
-                         const T* prefactor, const T* voxels, long long nx, long long ny,         \
-                         long long nz, T cutoff_sq, long long n_gaussians, T* out) {              \
-        launch<T>(grid_dim, block_dim, lo, dims, offset, whitening, prefactor, voxels, nx, ny, nz, \
-                  cutoff_sq, n_gaussians, out);                                                    \
+#define SHIM_ENTRIES(SUFFIX, T)                                                                    \
+    extern "C" void evaluate_lines_##SUFFIX(                                                       \
+        unsigned int grid_dim, unsigned int block_dim, const long long* line_start,              \
+        const long long* lo, const long long* dims, const T* offset, const T* whitening,          \
+        const T* prefactor, const T* cutoff_sq, const T* voxels, long long nx, long long ny,      \
+        long long nz, long long n_gaussians, T* out) {                                             \
+        launch(evaluate_lines<T>, grid_dim, block_dim, line_start, lo, dims, offset, whitening,   \
+               prefactor, cutoff_sq, voxels, nx, ny, nz, n_gaussians, out);                        \
+    }                                                                                              \
+    extern "C" void gradient_lines_##SUFFIX(                                                       \
+        unsigned int grid_dim, unsigned int block_dim, const long long* line_start,              \
+        const long long* lo, const long long* dims, const T* offset, const T* whitening,          \
+        const T* prefactor, const T* cutoff_sq, const T* voxels, long long nx, long long ny,      \
+        long long nz, long long n_gaussians, const T* grad_out, long long lines_per_thread,      \
+        double* grad) {                                                                            \
+        launch(gradient_lines<T>, grid_dim, block_dim, line_start, lo, dims, offset, whitening,   \
+               prefactor, cutoff_sq, voxels, nx, ny, nz, n_gaussians, grad_out, lines_per_thread, \
+               grad);                                                                              \
     }
 
-SHIM_ENTRY(evaluate_boxes_f32, float)
-SHIM_ENTRY(evaluate_boxes_f64, double)
+SHIM_ENTRIES(f32, float)
+SHIM_ENTRIES(f64, double)
