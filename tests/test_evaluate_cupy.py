@@ -16,6 +16,7 @@ value there (exp(-n_sigma^2 / 2) = 3.7e-6 of its peak, or ``tolerance``).
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 import importlib
 import importlib.util
 import math
@@ -283,6 +284,50 @@ def test_nvcc_compiles_ptx_for_sm90(tmp_path: Path) -> None:
             assert f".entry _Z14{kernel}I{type_code}E" in text
     assert text.count(f".maxntid {TEST_BLOCK}, 1, 1") == 4
     assert "atom.global.add.f32" in text and "atom.global.add.f64" in text
+
+
+def _libnvrtc() -> ctypes.CDLL | None:
+    """NVRTC (what CuPy compiles with) from an installed nvidia-cuda-nvrtc wheel or the system, if any."""
+    candidates = []
+    spec = importlib.util.find_spec("nvidia")
+    for root in spec.submodule_search_locations if spec and spec.submodule_search_locations else ():
+        candidates += sorted(Path(root).glob("*/lib/libnvrtc.so*"))
+    found = ctypes.util.find_library("nvrtc")
+    candidates += [Path(found)] if found else []
+    for path in candidates:
+        try:
+            # NVRTC opens its builtins library by name at compile time: load it first.
+            for builtins in sorted(path.parent.glob("libnvrtc-builtins.so*")):
+                ctypes.CDLL(str(builtins), mode=ctypes.RTLD_GLOBAL)
+            return ctypes.CDLL(str(path))
+        except OSError:
+            continue
+    return None
+
+
+def test_nvrtc_compiles_as_cupy_does() -> None:
+    """The source compiles as CuPy's RawModule compiles it: NVRTC, -DBLOCK, the four name expressions."""
+    nvrtc = _libnvrtc()
+    if nvrtc is None:
+        pytest.skip("libnvrtc not found")
+    program = ctypes.c_void_p()
+    source = (KERNEL_DIR / "gaussians.cu").read_bytes()
+    assert nvrtc.nvrtcCreateProgram(ctypes.byref(program), source, b"gaussians.cu", 0, None, None) == 0
+    names = [f"{kernel}<{t}>".encode() for kernel in ("evaluate_lines", "gradient_lines") for t in ("float", "double")]
+    for name in names:
+        assert nvrtc.nvrtcAddNameExpression(program, name) == 0
+    options = (ctypes.c_char_p * 2)(f"-DBLOCK={TEST_BLOCK}".encode(), b"--gpu-architecture=compute_90")
+    status = nvrtc.nvrtcCompileProgram(program, 2, options)
+    size = ctypes.c_size_t()
+    nvrtc.nvrtcGetProgramLogSize(program, ctypes.byref(size))
+    log = ctypes.create_string_buffer(size.value)
+    nvrtc.nvrtcGetProgramLog(program, log)
+    assert status == 0, log.value.decode()
+    for name in names:
+        lowered = ctypes.c_char_p()
+        assert nvrtc.nvrtcGetLoweredName(program, name, ctypes.byref(lowered)) == 0
+        assert lowered.value.startswith(b"_Z14")
+    nvrtc.nvrtcDestroyProgram(ctypes.byref(program))
 
 
 @pytest.mark.parametrize("tolerance", TOLERANCES, ids=["n_sigma", "tolerance"])
