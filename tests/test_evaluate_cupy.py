@@ -372,6 +372,17 @@ def test_shim_forward_any_order_and_signed_prefactors(shim: ctypes.CDLL, rng: np
         _assert_close(actual, expected, RTOL[torch.float64])
 
 
+def test_shim_gaussians_narrower_than_a_voxel(shim: ctypes.CDLL, rng: np.random.Generator) -> None:
+    """Widths down to 1/200 of the spacing: one point per line, exp(-|s|^2) underflows."""
+    grid = Grid(np.diag([2.0, 2.2, 2.4]), (10, 11, 12), origin=np.array([0.1, -0.1, 0.0]))
+    points = grid.origin + rng.integers(1, 9, (20, 3)) * 0.2  # on grid points, or just beside them
+    points[10:] += rng.normal(0.0, 0.003, (10, 3))
+    mixture = _concat(_mixture(rng, points, (0.001, 0.01)), _mixture(rng, points[:4], (0.2, 0.5)))
+    expected = _reference(mixture, grid, 0.0)
+    actual = _shim_forward(shim, _kernel_inputs(mixture, grid, 0.0), grid.shape, 2, 64).reshape(grid.shape)
+    _assert_close(actual, expected, RTOL[torch.float64])
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
 def test_shim_recurrence_on_a_400_point_line(shim: ctypes.CDLL, dtype: torch.dtype) -> None:
     """One skewed Gaussian whose box is a single z-line of ~400 points, against direct exp.
