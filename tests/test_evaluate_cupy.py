@@ -15,6 +15,7 @@ value there (exp(-n_sigma^2 / 2) = 3.7e-6 of its peak, or ``tolerance``).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import importlib
@@ -477,38 +478,44 @@ def test_shim_integral_sums_periodic_images(shim: ctypes.CDLL, rng: np.random.Ge
 def shim_cupy(shim: ctypes.CDLL, monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     """``ase_electra.evaluate._cupy`` imported against a stand-in ``cupy``, kernels run by the shim.
 
-    Everything but the two launch functions is the real module: boxes, launch order,
-    line numbering, the autograd Function and its gradient split.
+    All of the module is real down to the kernel call: boxes, launch order, line numbering,
+    block counts, argument lists, the DLPack export of each tensor (which refuses tensors
+    that require grad, as CuPy's does), the autograd Function and its gradient split.
+    Only NVRTC, the device and the stream are stood in for.
     """
-    monkeypatch.setitem(sys.modules, "cupy", types.ModuleType("cupy"))
+
+    def from_dlpack(tensor: torch.Tensor) -> ctypes.c_void_p:
+        tensor.__dlpack__()  # raises for tensors that require grad
+        assert tensor.is_contiguous()
+        return ctypes.c_void_p(tensor.data_ptr())
+
+    stub = types.ModuleType("cupy")
+    stub.from_dlpack = from_dlpack
+    stub.cuda = types.SimpleNamespace(
+        Device=lambda index=None: contextlib.nullcontext(),
+        ExternalStream=lambda pointer, device=None: contextlib.nullcontext(),
+    )
+    monkeypatch.setitem(sys.modules, "cupy", stub)
     # Placeholders first, so that undoing restores what was there before (or nothing).
     monkeypatch.setitem(sys.modules, "ase_electra.evaluate._cupy", None)
     monkeypatch.setattr(ase_electra.evaluate, "_cupy", None, raising=False)
     del sys.modules["ase_electra.evaluate._cupy"]
     module = importlib.import_module("ase_electra.evaluate._cupy")
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: types.SimpleNamespace(cuda_stream=0))
 
-    def arguments(layout, offset, whitening, prefactor) -> list[int]:
-        tensors = (layout.line_start, layout.lo, layout.dims, offset, whitening, prefactor)
-        tensors += (layout.cutoff_sq, layout.voxels)
-        assert all(t.is_contiguous() for t in tensors)
-        return [t.data_ptr() for t in tensors] + [*layout.shape, layout.n_gaussians]
+    def kernels(type_name: str, device_id: int | None) -> dict:
+        suffix = {"float": "f32", "double": "f64"}[type_name]
 
-    def forward(layout, offset, whitening, prefactor, out) -> None:
-        if layout.n_lines:
-            getattr(shim, f"evaluate_lines_{_SUFFIX[offset.dtype]}")(
-                2, 16, *arguments(layout, offset, whitening, prefactor), out.data_ptr()
-            )
+        def kernel(entry):
+            def call(grid: tuple[int], block: tuple[int], args: tuple) -> None:
+                assert block == (module.BLOCK,) and 1 <= grid[0] <= module.MAX_BLOCKS
+                entry(grid[0], block[0], *(int(a) if isinstance(a, np.integer) else a for a in args))
 
-    def backward(layout, offset, whitening, prefactor, grad_out, grad) -> None:
-        assert grad_out.is_contiguous() and grad.dtype == torch.float64
-        if layout.n_lines:
-            getattr(shim, f"gradient_lines_{_SUFFIX[offset.dtype]}")(
-                2, 16, *arguments(layout, offset, whitening, prefactor), grad_out.data_ptr(),
-                module.GRADIENT_LINES_PER_THREAD, grad.data_ptr(),
-            )  # fmt: skip
+            return call
 
-    monkeypatch.setattr(module, "_launch_forward", forward)
-    monkeypatch.setattr(module, "_launch_backward", backward)
+        return {name: kernel(getattr(shim, f"{name}_{suffix}")) for name in ("evaluate_lines", "gradient_lines")}
+
+    monkeypatch.setattr(module, "_kernels", kernels)
     return module
 
 

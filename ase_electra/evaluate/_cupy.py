@@ -224,6 +224,8 @@ def _launch(
     sizes = [np.int64(n) for n in (*layout.shape, layout.n_gaussians)]
     stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream, device.index)
     with cupy.cuda.Device(device.index), stream:
-        args = [cupy.from_dlpack(t) for t in tensors] + sizes
-        args += [cupy.from_dlpack(a) if isinstance(a, torch.Tensor) else a for a in tail]
+        # DLPack refuses tensors that require grad (inside Function.forward they still do);
+        # detach() shares the memory.
+        args = [cupy.from_dlpack(t.detach()) for t in tensors] + sizes
+        args += [cupy.from_dlpack(a.detach()) if isinstance(a, torch.Tensor) else a for a in tail]
         _kernels(_TYPES[offset.dtype], device.index)[kernel]((blocks,), (BLOCK,), tuple(args))
