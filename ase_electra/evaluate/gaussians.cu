@@ -248,13 +248,12 @@ __global__ void __launch_bounds__(BLOCK) evaluate_lines(
     }
     const long long n_lines = line_start[n_gaussians];
     const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
-    Gaussian g;
-    g.k = -1;
     for (long long l = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; l < n_lines; l += stride) {
+        // Loaded afresh for each line: a thread's next line (l + stride) is rarely in the
+        // same box, and a cached copy would cost some 20 registers across the loop.
         const long long k = owner(line_start, n_gaussians, l);
-        if (k != g.k) {
-            load_gaussian<T>(g, k, lo, dims, offset, whitening, prefactor, cutoff_sq, voxels, nx, ny, nz);
-        }
+        Gaussian g;
+        load_gaussian<T>(g, k, lo, dims, offset, whitening, prefactor, cutoff_sq, voxels, nx, ny, nz);
         const long long row = l - line_start[k];  // ox * dy + oy
         const long long ox = row / g.dy;
         Line line;
@@ -265,18 +264,40 @@ __global__ void __launch_bounds__(BLOCK) evaluate_lines(
     }
 }
 
-// Add the sums of one Gaussian's lines into its 13 gradient values.
-__host__ __device__ inline void flush_gradient(const Gaussian& g, const double s0, const double s1[3],
-                                               const double s2[3][3], double* __restrict__ grad) {
-    double* gk = grad + GRAD_VALUES * g.k;
-    atomicAdd(gk, s0);
+// What gradient_lines sums over one Gaussian's lines: sum_p G_p e_p, sum_p G_p e_p z_p and
+// sum_p G_p e_p z_p d_p^T.
+struct Sums {
+    double s0, s1[3], s2[3][3];
+
+    __host__ __device__ inline void clear() {
+        s0 = 0.0;
+        for (int c = 0; c < 3; ++c) {
+            s1[c] = 0.0;
+            for (int b = 0; b < 3; ++b) {
+                s2[c][b] = 0.0;
+            }
+        }
+    }
+};
+
+// Add Gaussian k's sums into its 13 gradient values.
+template <typename T>
+__host__ __device__ inline void flush_gradient(const long long k, const Sums& sums, const T* __restrict__ whitening,
+                                               const T* __restrict__ prefactor, double* __restrict__ grad) {
+    const T* white = whitening + 9 * k;  // (3, 3): row c is (L^-1)_c
+    const double pref = static_cast<double>(prefactor[k]);
+    double* gk = grad + GRAD_VALUES * k;
+    atomicAdd(gk, sums.s0);
     for (int b = 0; b < 3; ++b) {  // -pref (L^-T s1)_b
-        const double wt = g.white[0][b] * s1[0] + g.white[1][b] * s1[1] + g.white[2][b] * s1[2];
-        atomicAdd(gk + 1 + b, -g.pref * wt);
+        double wt = 0.0;
+        for (int c = 0; c < 3; ++c) {
+            wt += static_cast<double>(white[3 * c + b]) * sums.s1[c];
+        }
+        atomicAdd(gk + 1 + b, -pref * wt);
     }
     for (int c = 0; c < 3; ++c) {
         for (int b = 0; b < 3; ++b) {
-            atomicAdd(gk + 4 + 3 * c + b, -g.pref * s2[c][b]);
+            atomicAdd(gk + 4 + 3 * c + b, -pref * sums.s2[c][b]);
         }
     }
 }
@@ -304,31 +325,25 @@ __global__ void __launch_bounds__(BLOCK) gradient_lines(
     }
     const long long n_lines = line_start[n_gaussians];
     const long long stride = static_cast<long long>(gridDim.x) * blockDim.x * lines_per_thread;
-    Gaussian g;
-    g.k = -1;
-    double s0 = 0.0, s1[3] = {0.0, 0.0, 0.0}, s2[3][3] = {{0.0, 0.0, 0.0}, {0.0, 0.0, 0.0}, {0.0, 0.0, 0.0}};
-    double vz[3];  // voxel_z, Angstrom
-    for (int c = 0; c < 3; ++c) {
-        vz[c] = static_cast<double>(voxels[6 + c]);
-    }
+    long long current = -1;  // the Gaussian whose lines sums holds
+    Sums sums;
+    sums.clear();
     for (long long run = (static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x) * lines_per_thread;
          run < n_lines; run += stride) {
         const long long end = run + lines_per_thread < n_lines ? run + lines_per_thread : n_lines;
         for (long long l = run; l < end; ++l) {
             const long long k = owner(line_start, n_gaussians, l);
-            if (k != g.k) {
-                if (g.k >= 0) {
-                    flush_gradient(g, s0, s1, s2, grad);
+            if (k != current) {
+                if (current >= 0) {
+                    flush_gradient<T>(current, sums, whitening, prefactor, grad);
                 }
-                load_gaussian<T>(g, k, lo, dims, offset, whitening, prefactor, cutoff_sq, voxels, nx, ny, nz);
-                s0 = 0.0;
-                for (int c = 0; c < 3; ++c) {
-                    s1[c] = 0.0;
-                    for (int b = 0; b < 3; ++b) {
-                        s2[c][b] = 0.0;
-                    }
-                }
+                current = k;
+                sums.clear();
             }
+            // Only the sums live across lines; the geometry is loaded again (from cache)
+            // for each line, which keeps the registers, and so the occupancy, lower.
+            Gaussian g;
+            load_gaussian<T>(g, k, lo, dims, offset, whitening, prefactor, cutoff_sq, voxels, nx, ny, nz);
             const long long row = l - line_start[k];
             const long long ox = row / g.dy, oy = row - ox * g.dy;
             Line line;
@@ -338,25 +353,27 @@ __global__ void __launch_bounds__(BLOCK) gradient_lines(
             Moments<T> moments{grad_out, 0.0, 0.0, 0.0};
             walk_line(line, nz, moments);
             // Along the line z = z_start + j s and d = d_start + j voxel_z, with j = k - start.
-            double d[3];
+            double d[3], vz[3];
             for (int c = 0; c < 3; ++c) {
+                vz[c] = static_cast<double>(voxels[6 + c]);
                 d[c] = g.offset[c] + static_cast<double>(ox) * static_cast<double>(voxels[c])
                        + static_cast<double>(oy) * static_cast<double>(voxels[3 + c])
                        + static_cast<double>(line.start) * vz[c];
             }
             const double* s = g.step[2];
-            s0 += moments.m0;
+            sums.s0 += moments.m0;
             for (int c = 0; c < 3; ++c) {
-                s1[c] += line.z[c] * moments.m0 + s[c] * moments.m1;
+                sums.s1[c] += line.z[c] * moments.m0 + s[c] * moments.m1;
                 for (int b = 0; b < 3; ++b) {
-                    s2[c][b] += line.z[c] * d[b] * moments.m0 + (line.z[c] * vz[b] + s[c] * d[b]) * moments.m1
-                                + s[c] * vz[b] * moments.m2;
+                    sums.s2[c][b] += line.z[c] * d[b] * moments.m0
+                                     + (line.z[c] * vz[b] + s[c] * d[b]) * moments.m1
+                                     + s[c] * vz[b] * moments.m2;
                 }
             }
         }
     }
-    if (g.k >= 0) {
-        flush_gradient(g, s0, s1, s2, grad);
+    if (current >= 0) {
+        flush_gradient<T>(current, sums, whitening, prefactor, grad);
     }
 }
 
