@@ -30,14 +30,15 @@
 // exclusive prefix sum of dims_x * dims_y) and each thread takes whole lines; a thread finds
 // its Gaussian by binary search in line_start. A block per Gaussian would leave most of its
 // threads idle on the many small Gaussians (a 0.05 A Gaussian on a 0.1 A grid has about 25
-// lines) while a few wide ones serialise; numbering lines gives every thread at most one
-// line's work at a time whatever the mix of widths. Consecutive threads take neighbouring
-// lines of the same Gaussian. The launcher orders Gaussians largest box first.
+// lines) while each wide one would queue its thousands of lines on one block's threads;
+// numbering lines spreads a wide box over as many threads as it has lines and gives every
+// thread at most one line's work at a time, whatever the mix of widths. Consecutive threads
+// take neighbouring lines of the same Gaussian. The launcher orders boxes largest first.
 //
 // Output. evaluate_lines adds into out with atomicAdd: lines of different Gaussians, and
 // periodic images of one Gaussian, reach the same grid point, so the summation order (and
 // the last bit of a float sum) depends on scheduling. gradient_lines reads the upstream
-// gradient grad_out (same flat layout as out) and gives, per Gaussian, with e_p the
+// gradient G = grad_out (same flat layout as out) and gives, per Gaussian, with e_p the
 // exponential and d_p = offset + ox voxel_x + oy voxel_y + oz voxel_z (so z_p = L^-1 d_p):
 //     grad[k][0]     = dL/dprefactor = sum_p G_p e_p
 //     grad[k][1..3]  = dL/doffset    = -prefactor L^-T sum_p G_p e_p z_p
