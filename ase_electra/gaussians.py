@@ -16,11 +16,15 @@ import torch
 
 from .errors import InvalidInputError
 
-__all__ = ["GaussianMixture", "DEFAULT_N_SIGMA"]
+__all__ = ["GaussianMixture", "DEFAULT_N_SIGMA", "DEFAULT_TOLERANCE"]
 
 #: Each Gaussian is cut off where its Mahalanobis distance exceeds this many standard
 #: deviations. The mass beyond 5 sigma is 1.7e-5 of the Gaussian's weight.
 DEFAULT_N_SIGMA = 5.0
+
+#: Each Gaussian is also cut off where its value falls below this, e/Angstrom^3 (whichever
+#: radius is smaller); 0 cuts every Gaussian at ``DEFAULT_N_SIGMA``.
+DEFAULT_TOLERANCE = 1e-9
 
 _LOG_NORM = -1.5 * math.log(2.0 * math.pi)
 

@@ -1,15 +1,22 @@
-"""Throughput of the grid evaluators: torch on the CPU and, with a GPU, torch CUDA and CuPy.
+"""Throughput of the grid evaluators: torch and the compiled numba kernels on the CPU and,
+with a GPU, torch CUDA and CuPy, side by side in one run.
 
-Two workloads:
+Three workloads:
 
 * ``qm9``: a QM9-sized molecule (9 heavy atoms, 9 hydrogens, made up by a seeded random
   walk) carrying about 2,000 Gaussians whose widths run from 0.05 to 1 Angstrom, as an
   all-electron core/valence mixture would, on ``Grid.for_molecule(spacing=0.1, margin=4.0)``.
+* ``qm9-5k``: the same kind of molecule with about 5,000 Gaussians.
 * ``periodic``: a skewed 10 Angstrom cell at 0.1 Angstrom spacing holding 300 Gaussians.
 
-A "Gaussian-point evaluation" is one grid point of one Gaussian's index box: their number
-is the sum of the box volumes (``index_boxes(...).dims.prod(-1).sum()``), the points every
-evaluator visits, whether or not they pass the n_sigma cut-off.
+A "Gaussian-point evaluation" is one grid point of one Gaussian's 5-sigma index box: their
+number is the sum of the box volumes (``index_boxes(..., n_sigma=5, tolerance=0).dims``),
+the same count for every back-end, whatever each one skips (the compiled kernels visit only
+the points inside each ellipsoid, and the value cut-off shrinks faint Gaussians' boxes).
+``numba-1t`` and ``numba-2t`` run the compiled kernels on one and two numba threads; the
+torch CPU path runs on ``torch.get_num_threads()`` threads (set ``OMP_NUM_THREADS=1`` for
+one). The last columns give each back-end's speed relative to torch CPU and, for
+``numba-2t``, relative to ``numba-1t``.
 
 Run: ``python benchmarks/grid_eval.py [--repeat 3] [--backend all] [--case all] [--dtype float32]``
 """
@@ -17,6 +24,8 @@ Run: ``python benchmarks/grid_eval.py [--repeat 3] [--backend all] [--case all] 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
 import statistics
 import sys
 import time
@@ -28,15 +37,16 @@ import torch
 
 from ase_electra.evaluate import evaluate
 from ase_electra.evaluate._boxes import index_boxes
-from ase_electra.gaussians import DEFAULT_N_SIGMA, GaussianMixture
+from ase_electra.gaussians import DEFAULT_N_SIGMA, DEFAULT_TOLERANCE, GaussianMixture
 from ase_electra.grid import Grid
 
-BACKENDS = ("torch-cpu", "torch-cuda", "cupy")
-CASES = ("qm9", "periodic")
+BACKENDS = ("torch-cpu", "numba-1t", "numba-2t", "torch-cuda", "cupy")
+CASES = ("qm9", "qm9-5k", "periodic")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
-#: Gaussians per atom (heavy, hydrogen): 9 * 150 + 9 * 72 = 1,998 in the qm9 case.
-GAUSSIANS_PER_ATOM = (150, 72)
+#: Gaussians per atom (heavy, hydrogen): 9 * 150 + 9 * 72 = 1,998 in the qm9 case and
+#: 9 * 375 + 9 * 181 = 5,004 in qm9-5k.
+GAUSSIANS_PER_ATOM = {"qm9": (150, 72), "qm9-5k": (375, 181)}
 #: Axis widths of the Gaussians, log-uniform between these, Angstrom.
 WIDTHS = {"heavy": (0.05, 1.0), "hydrogen": (0.2, 1.0), "periodic": (0.05, 1.0)}
 #: Largest log-ratio between a Gaussian's axis widths and its mean width.
@@ -90,11 +100,11 @@ def _qm9_molecule(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _workload(name: str, rng: np.random.Generator) -> Workload:
-    if name == "qm9":
+    if name in GAUSSIANS_PER_ATOM:
         positions, is_heavy = _qm9_molecule(rng)
         centres, scales, weights = [], [], []
         for position, heavy in zip(positions, is_heavy):
-            count = GAUSSIANS_PER_ATOM[0 if heavy else 1]
+            count = GAUSSIANS_PER_ATOM[name][0 if heavy else 1]
             centres.append(position + rng.normal(0.0, 0.3, (count, 3)))
             scales.append(_gaussians(rng, centres[-1], WIDTHS["heavy" if heavy else "hydrogen"]))
             weights.append(np.full(count, (7.0 if heavy else 1.0) / count))  # electrons
@@ -108,7 +118,7 @@ def _workload(name: str, rng: np.random.Generator) -> Workload:
     else:
         raise ValueError(f"case: expected one of {CASES}, got {name!r}")
     mixture = GaussianMixture(*(torch.tensor(a) for a in arrays))
-    evaluations = int(index_boxes(mixture, grid, DEFAULT_N_SIGMA).dims.prod(-1).sum())
+    evaluations = int(index_boxes(mixture, grid, 5.0, 0.0).dims.prod(-1).sum())
     return Workload(name, mixture, grid, evaluations)
 
 
@@ -116,6 +126,13 @@ def _available(backend: str) -> str | None:
     """None if ``backend`` can run here, else why not."""
     if backend == "torch-cpu":
         return None
+    if backend.startswith("numba"):
+        if importlib.util.find_spec("numba") is None:
+            return "numba not installed"
+        import numba
+
+        threads = int(backend.removeprefix("numba-").removesuffix("t"))
+        return None if numba.config.NUMBA_NUM_THREADS >= threads else f"numba has {numba.config.NUMBA_NUM_THREADS} threads"
     if not torch.cuda.is_available():
         return "no CUDA device"
     if backend == "cupy":
@@ -126,14 +143,14 @@ def _available(backend: str) -> str | None:
     return None
 
 
-def _time(run: Callable[[], torch.Tensor], repeat: int, cuda: bool) -> tuple[float | None, float, torch.Tensor]:
+def _time(run: Callable[[], torch.Tensor], repeat: int, warm: bool, cuda: bool) -> tuple[float | None, float, torch.Tensor]:
     """(warm-up seconds or None, median seconds of ``repeat`` timed calls, last result).
 
-    CUDA backends get one untimed warm-up call (CuPy compiles its kernel there); the CPU
-    path has nothing to warm up.
+    Compiled back-ends get one untimed warm-up call (numba loads or compiles its kernels,
+    CuPy compiles its kernel there); torch has nothing to warm up.
     """
     times = []
-    for _ in range(repeat + (1 if cuda else 0)):
+    for _ in range(repeat + (1 if warm else 0)):
         if cuda:
             torch.cuda.synchronize()
         start = time.perf_counter()
@@ -141,45 +158,66 @@ def _time(run: Callable[[], torch.Tensor], repeat: int, cuda: bool) -> tuple[flo
         if cuda:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    warmup = times.pop(0) if cuda else None
+    warmup = times.pop(0) if warm else None
     return warmup, statistics.median(times), result
 
 
-def run(cases: list[str], backends: list[str], repeat: int, dtype: torch.dtype, seed: int = 0) -> None:
+def run(cases: list[str], backends: list[str], repeat: int, dtype: torch.dtype, tolerance: float, seed: int = 0) -> None:
     """Time every backend on every case and print one table row each."""
     rng = np.random.default_rng(seed)
     print(
-        "Gaussian-point evaluations = sum over Gaussians of the index-box volume (boxes.dims.prod), "
-        f"the points each evaluator visits; n_sigma = {DEFAULT_N_SIGMA}, {dtype}, median of {repeat} "
-        "timed runs; GPU backends first run once untimed (warm-up s, CuPy compilation included)."
+        "Gaussian-point evaluations = sum over Gaussians of the 5-sigma index-box volume, the same "
+        f"count for every back-end; n_sigma = {DEFAULT_N_SIGMA}, tolerance = {tolerance:g} e/A^3, {dtype}, "
+        f"median of {repeat} timed runs; compiled back-ends first run once untimed (warm-up s)."
     )
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, CUDA: {torch.cuda.is_available()}")
-    header = f"{'case':9} {'gaussians':>9} {'grid':>16} {'evaluations':>12} {'backend':10} "
-    header += f"{'warm-up s':>9} {'s/molecule':>10} {'evals/s':>9} {'max |diff|/max':>14}"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} torch CPU threads, CUDA: {torch.cuda.is_available()}")
+    header = f"{'case':9} {'gaussians':>9} {'grid':>14} {'evaluations':>11} {'backend':10} "
+    header += f"{'warm-up s':>9} {'s/molecule':>10} {'evals/s':>9} {'max |diff|/max':>14} {'vs torch':>8} {'vs 1t':>6}"
     print(header)
     for name in cases:
         work = _workload(name, rng)
-        reference = None
+        reference, seconds_of = None, {}
         for backend in backends:
             why_not = _available(backend)
             shape = "x".join(map(str, work.grid.shape))
-            row = f"{name:9} {work.mixture.n_gaussians:9d} {shape:>16} {work.evaluations:12.3e} {backend:10} "
+            row = f"{name:9} {work.mixture.n_gaussians:9d} {shape:>14} {work.evaluations:11.3e} {backend:10} "
             if why_not is not None:
                 print(row + f"skipped: {why_not}")
                 continue
-            device = "cpu" if backend == "torch-cpu" else "cuda"
+            device = "cuda" if backend in ("torch-cuda", "cupy") else "cpu"
             mixture = work.mixture.to(device=device, dtype=dtype)
-            kind = "cupy" if backend == "cupy" else "torch"
-            warmup, seconds, values = _time(
-                lambda: evaluate(mixture, work.grid, backend=kind), repeat, device == "cuda"
-            )
+            kind = backend.split("-")[0]
+            with _numba_threads(backend):
+                warmup, seconds, values = _time(
+                    lambda: evaluate(mixture, work.grid, backend=kind, tolerance=tolerance),
+                    repeat, backend != "torch-cpu", device == "cuda",
+                )  # fmt: skip
+            seconds_of[backend] = seconds
             values = values.double().cpu()
             if reference is None:
                 reference, diff = values, "reference"
             else:
                 diff = f"{((values - reference).abs().max() / reference.abs().max()).item():.1e}"
             warm = "-" if warmup is None else f"{warmup:.3f}"
-            print(row + f"{warm:>9} {seconds:10.3f} {work.evaluations / seconds:9.2e} {diff:>14}")
+            vs_torch = f"{seconds_of['torch-cpu'] / seconds:.1f}x" if "torch-cpu" in seconds_of else "-"
+            vs_one = f"{seconds_of['numba-1t'] / seconds:.2f}x" if backend == "numba-2t" and "numba-1t" in seconds_of else ""
+            print(row + f"{warm:>9} {seconds:10.3f} {work.evaluations / seconds:9.2e} {diff:>14} {vs_torch:>8} {vs_one:>6}")
+
+
+@contextlib.contextmanager
+def _numba_threads(backend: str):
+    """Run a ``numba-<n>t`` back-end on n numba threads; other back-ends as they are."""
+    if not backend.startswith("numba"):
+        yield
+        return
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(int(backend.removeprefix("numba-").removesuffix("t")))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -188,13 +226,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backend", choices=("all", *BACKENDS), default="all")
     parser.add_argument("--case", choices=("all", *CASES), default="all")
     parser.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
+    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+                        help="value cut-off of each Gaussian, e/Angstrom^3 (0: n_sigma only)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error(f"--repeat: expected >= 1, got {args.repeat}")
     backends = list(BACKENDS) if args.backend == "all" else [args.backend]
     cases = list(CASES) if args.case == "all" else [args.case]
-    run(cases, backends, args.repeat, DTYPES[args.dtype], args.seed)
+    run(cases, backends, args.repeat, DTYPES[args.dtype], args.tolerance, args.seed)
 
 
 if __name__ == "__main__":

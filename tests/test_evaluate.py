@@ -1,4 +1,4 @@
-"""The torch evaluator against a direct numpy sum, and its contract."""
+"""The torch and numba evaluators against a direct numpy sum, and their contract."""
 
 import itertools
 
@@ -15,8 +15,11 @@ from .conftest import random_mixture
 SKEWED = np.array([[4.2, 0.0, 0.0], [1.3, 3.9, 0.0], [-0.8, 0.6, 4.4]])
 
 
+BACKENDS = ("torch", "numba")
+
+
 def direct_sum(m: GaussianMixture, points: np.ndarray, cell: np.ndarray, pbc, n_sigma: float = 5.0) -> np.ndarray:
-    """rho at points by brute force over Gaussians and periodic images (|n| <= 3)."""
+    """rho at points by brute force over Gaussians and periodic images (|n| <= 3), cut at n_sigma."""
     w, mu, cov = (t.detach().double().numpy() for t in (m.weights, m.centres, m.covariances))
     inv, det = np.linalg.inv(cov), np.linalg.det(cov)
     out = np.zeros(len(points))
@@ -37,54 +40,76 @@ def direct_sum(m: GaussianMixture, points: np.ndarray, cell: np.ndarray, pbc, n_
     ],
     ids=["box", "skewed-box", "skewed-periodic", "mixed-pbc"],
 )
-def test_grid_matches_direct_sum(cell, pbc):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_grid_matches_direct_sum(cell, pbc, backend):
     m = random_mixture(15, box=4.0, width=(0.1, 0.9))
     g = Grid(cell, (12, 11, 13), origin=np.array([0.2, -0.1, 0.3]), pbc=pbc)
-    values = evaluate(m, g, backend="torch").numpy()
+    values = evaluate(m, g, backend=backend, tolerance=0.0).numpy()
     expected = direct_sum(m, g.points(), cell, pbc).reshape(g.shape)
     np.testing.assert_allclose(values, expected, rtol=0, atol=1e-12 * expected.max())
-    points = evaluate_points(m, torch.tensor(g.points()), cell=cell, pbc=pbc).numpy()
+    points = evaluate_points(m, torch.tensor(g.points()), cell=cell, pbc=pbc, backend=backend, tolerance=0.0).numpy()
     np.testing.assert_allclose(points, expected.ravel(), rtol=0, atol=1e-12 * expected.max())
 
 
-def test_periodic_gaussians_wider_than_the_cell_sum_images():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_periodic_gaussians_wider_than_the_cell_sum_images(backend):
     m = random_mixture(4, box=2.0, width=(0.8, 1.5))
     cell = np.diag([2.0, 2.2, 2.4])
     g = Grid(cell, (10, 11, 12), pbc=(True, True, True))
-    values = evaluate(m, g, backend="torch").numpy()
+    values = evaluate(m, g, backend=backend, tolerance=0.0).numpy()
     np.testing.assert_allclose(values.ravel(), direct_sum(m, g.points(), cell, g.pbc), rtol=1e-10)
 
 
-def test_grid_sum_integrates_to_the_weights():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_grid_sum_integrates_to_the_weights(backend):
     m = random_mixture(10, box=6.0, width=(0.2, 0.6))
     g = Grid.for_molecule(m.centres.numpy(), spacing=0.08, margin=3.5)
-    total = evaluate(m, g).sum().item() * g.voxel_volume
+    total = evaluate(m, g, backend=backend).sum().item() * g.voxel_volume
     assert total == pytest.approx(m.weights.sum().item(), rel=1e-4)
 
 
 def test_chunking_does_not_change_the_result():
     m = random_mixture(30, box=4.0)
     g = Grid(SKEWED, (20, 20, 20), pbc=(True, True, True))
-    full = _torch.evaluate_grid(m, g, 5.0, work_points=1 << 22)
-    tiny = _torch.evaluate_grid(m, g, 5.0, work_points=300)
+    full = _torch.evaluate_grid(m, g, 5.0, 1e-9, work_points=1 << 22)
+    tiny = _torch.evaluate_grid(m, g, 5.0, 1e-9, work_points=300)
     torch.testing.assert_close(full, tiny, rtol=1e-12, atol=1e-14)
 
 
-def test_cutoff_is_n_sigma():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cutoff_is_n_sigma(backend):
     one = GaussianMixture(torch.ones(1, dtype=torch.float64), torch.zeros(1, 3, dtype=torch.float64),
                           torch.eye(3, dtype=torch.float64)[None])
     r = torch.tensor([[0.0, 0.0, 2.99], [0.0, 0.0, 3.01]], dtype=torch.float64)
-    inside, outside = evaluate_points(one, r, n_sigma=3.0).tolist()
+    inside, outside = evaluate_points(one, r, n_sigma=3.0, backend=backend).tolist()
     assert inside > 0 and outside == 0
 
 
-def test_gradients_match_finite_differences():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cutoff_by_value_ends_each_gaussian_where_it_falls_below_the_tolerance(backend):
+    """A weight-1 unit Gaussian (peak 0.0635 e/A^3) at tolerance 1e-3 ends at m^2 = 2 ln(63.5)."""
+    one = GaussianMixture(torch.ones(1, dtype=torch.float64), torch.zeros(1, 3, dtype=torch.float64),
+                          torch.eye(3, dtype=torch.float64)[None])
+    radius = np.sqrt(2 * np.log((2 * np.pi) ** -1.5 / 1e-3))  # 2.88 sigma
+    r = torch.tensor([[0.0, 0.0, radius - 0.01], [0.0, 0.0, radius + 0.01]], dtype=torch.float64)
+    inside, outside = evaluate_points(one, r, tolerance=1e-3, backend=backend).tolist()
+    assert inside > 1e-3 and outside == 0
+    g = Grid(np.eye(3) * 8.0, (40, 40, 40), origin=np.full(3, -4.0))
+    values = evaluate(one, g, tolerance=1e-3, backend=backend).numpy()
+    assert values[values > 0].min() >= 1e-3 * (1 - 1e-12)
+    assert evaluate(one, g, tolerance=1.0, backend=backend).abs().max() == 0  # peak below the tolerance
+    with pytest.raises(InvalidInputError, match="tolerance"):
+        evaluate(one, g, tolerance=-1.0, backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gradients_match_finite_differences(backend):
     base = random_mixture(3, box=2.0, width=(0.3, 0.5))
     g = Grid(np.eye(3) * 2.5, (7, 8, 9), origin=np.full(3, -0.2))
     target = torch.rand(g.shape, dtype=torch.float64)
 
     def loss(w, mu, L):
-        rho = evaluate(GaussianMixture(w, mu, torch.tril(L)), g, backend="torch", n_sigma=8.0)
+        rho = evaluate(GaussianMixture(w, mu, torch.tril(L)), g, backend=backend, n_sigma=8.0)
         return ((rho - target) ** 2).sum()
 
     args = tuple(t.clone().requires_grad_(True) for t in (base.weights, base.centres, base.scale_tril))
@@ -92,12 +117,13 @@ def test_gradients_match_finite_differences():
 
 
 @pytest.mark.parametrize("offset", [0.0, 200.0])
-def test_density_and_gradient_match_the_evaluator_and_autograd_anywhere(offset):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_density_and_gradient_match_the_evaluator_and_autograd_anywhere(offset, backend):
     """The quadratic-form expansion stays exact far from the coordinate origin."""
     m = random_mixture(12, box=3.0)
     m = GaussianMixture(m.weights, m.centres + offset, m.scale_tril)
     points = (torch.rand(700, 3, dtype=torch.float64) * 5.0 - 1.0 + offset).requires_grad_(True)
-    rho = evaluate_points(m, points)
+    rho = evaluate_points(m, points, backend=backend)
     (grad,) = torch.autograd.grad(rho.sum(), points)
     out = density_and_gradient(m, points.detach())
     assert out.dtype == torch.float64 and out.shape == (4, 700)
@@ -119,9 +145,10 @@ def test_batches_are_refused():
         evaluate(m, Grid(np.eye(3), (2, 2, 2)))
 
 
-def test_float32_agrees_with_float64():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_float32_agrees_with_float64(backend):
     m = random_mixture(20)
     g = Grid.for_molecule(m.centres.numpy(), spacing=0.15, margin=2.0)
-    v64 = evaluate(m, g, backend="torch")
-    v32 = evaluate(m.to(dtype=torch.float32), g, backend="torch")
+    v64 = evaluate(m, g, backend=backend)
+    v32 = evaluate(m.to(dtype=torch.float32), g, backend=backend)
     torch.testing.assert_close(v32.double(), v64, rtol=0, atol=1e-5 * v64.max().item())

@@ -1,10 +1,14 @@
-"""Evaluate Gaussian mixtures on grids and at points: one contract, two back-ends.
+"""Evaluate Gaussian mixtures on grids and at points: one contract, three back-ends.
 
-``backend="torch"`` runs on the mixture's device (CPU or CUDA) and is differentiable.
-``backend="cupy"`` runs the CUDA kernel in ``gaussians.cu`` through a CuPy ``RawKernel``
-(no gradients). ``backend="auto"`` picks CuPy when cupy is installed, a GPU is present
-and no gradient is needed, and torch otherwise. Both cut each Gaussian off at
-``n_sigma`` standard deviations and sum periodic images along periodic grid axes.
+``backend="torch"`` runs on the mixture's device (CPU or CUDA): the reference path.
+``backend="numba"`` runs compiled CPU kernels (``_numba.py``) on a CPU mixture, in
+parallel over numba's threads. ``backend="cupy"`` runs the CUDA kernel in
+``gaussians.cu`` through a CuPy ``RawKernel``. ``backend="auto"`` picks CuPy when cupy is
+installed and a GPU is present, else numba for CPU mixtures when numba is installed, else
+torch. Every back-end is differentiable with respect to the mixture. All cut each
+Gaussian off at the smaller of ``n_sigma`` standard deviations and the radius where its
+value falls below ``tolerance`` (``_boxes.py``), and sum periodic images along periodic
+grid axes.
 
 Memory is bounded: work buffers hold at most ``work_points`` box points at a time
 (about 100 bytes each), and a grid whose values alone exceed ``max_bytes`` is refused.
@@ -12,19 +16,20 @@ Memory is bounded: work buffers hold at most ``work_points`` box points at a tim
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Literal
 
 import numpy as np
 import torch
 
 from ..errors import GridTooLargeError, InvalidInputError
-from ..gaussians import DEFAULT_N_SIGMA, GaussianMixture
+from ..gaussians import DEFAULT_N_SIGMA, DEFAULT_TOLERANCE, GaussianMixture
 from ..grid import Grid
 from . import _torch
 
 __all__ = ["evaluate", "evaluate_points", "density_and_gradient", "select_backend", "Backend", "DEFAULT_MAX_BYTES"]
 
-Backend = Literal["auto", "torch", "cupy"]
+Backend = Literal["auto", "torch", "numba", "cupy"]
 
 #: Bound on the memory one evaluation may use, bytes (output plus work buffers).
 DEFAULT_MAX_BYTES = 2 * 1024**3
@@ -34,24 +39,44 @@ _WORK_POINTS = 1 << 21
 _BYTES_PER_WORK_POINT = 112
 
 
-def select_backend(mixture: GaussianMixture, backend: Backend = "auto") -> Literal["torch", "cupy"]:
-    """Resolve ``backend`` for ``mixture``; raises ImportError if CuPy is asked for but missing."""
+def select_backend(mixture: GaussianMixture, backend: Backend = "auto") -> Literal["torch", "numba", "cupy"]:
+    """Resolve ``backend`` for a grid evaluation of ``mixture``.
+
+    Raises ImportError if CuPy or numba is asked for but missing, and InvalidInputError
+    for numba with a mixture that is not on the CPU.
+    """
     if backend == "torch":
         return "torch"
     if backend == "cupy":
         from . import _cupy  # noqa: F401  (raises a helpful ImportError)
 
         return "cupy"
+    if backend == "numba":
+        _require_numba(mixture)
+        return "numba"
     if backend != "auto":
-        raise InvalidInputError(f"backend: expected 'auto', 'torch' or 'cupy', got {backend!r}")
-    needs_grad = any(t.requires_grad for t in (mixture.weights, mixture.centres, mixture.scale_tril))
-    if needs_grad or not torch.cuda.is_available():
-        return "torch"
-    try:
-        from . import _cupy  # noqa: F401
-    except ImportError:
-        return "torch"
-    return "cupy"
+        raise InvalidInputError(f"backend: expected 'auto', 'torch', 'numba' or 'cupy', got {backend!r}")
+    if torch.cuda.is_available():
+        try:
+            from . import _cupy  # noqa: F401
+        except ImportError:
+            return "torch"
+        return "cupy"
+    return _point_backend(mixture)
+
+
+def _point_backend(mixture: GaussianMixture) -> Literal["torch", "numba"]:
+    """numba for CPU mixtures where it is installed, torch otherwise."""
+    if mixture.device.type == "cpu" and importlib.util.find_spec("numba") is not None:
+        return "numba"
+    return "torch"
+
+
+def _require_numba(mixture: GaussianMixture) -> None:
+    if importlib.util.find_spec("numba") is None:
+        raise ImportError("backend='numba' needs numba: pip install numba")
+    if mixture.device.type != "cpu":
+        raise InvalidInputError(f"backend='numba' runs on the CPU; the mixture is on {mixture.device}")
 
 
 def evaluate(
@@ -60,9 +85,10 @@ def evaluate(
     *,
     backend: Backend = "auto",
     n_sigma: float = DEFAULT_N_SIGMA,
+    tolerance: float = DEFAULT_TOLERANCE,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> torch.Tensor:
-    """Density of a one-structure mixture on every point of ``grid``.
+    """Density of a one-structure mixture on every point of ``grid``; differentiable.
 
     Parameters
     ----------
@@ -70,21 +96,22 @@ def evaluate(
         One structure (``mixture.n_structures == 1``); centres in Angstrom.
     grid : Grid
         Points to evaluate at; periodic axes sum periodic images.
-    backend : {"auto", "torch", "cupy"}
+    backend : {"auto", "torch", "numba", "cupy"}
         Evaluator; see the module docstring.
     n_sigma : float
-        Cut-off of each Gaussian, in standard deviations (Mahalanobis distance).
+        Largest cut-off radius of each Gaussian, in standard deviations (Mahalanobis distance).
+    tolerance : float, e/Angstrom^3
+        Each Gaussian also ends where its value falls below this (0: at ``n_sigma``).
     max_bytes : int
         Memory bound; a larger grid raises :class:`GridTooLargeError`.
 
     Returns
     -------
     Tensor, shape ``grid.shape``, e/Angstrom^3, dtype of the mixture; on the mixture's
-    device for torch, on the GPU for cupy.
+    device for torch and numba, on the GPU for cupy.
     """
     _check_single(mixture)
-    if not n_sigma > 0:
-        raise InvalidInputError(f"n_sigma: expected > 0, got {n_sigma}")
+    _check_cutoff(n_sigma, tolerance)
     itemsize = torch.finfo(mixture.dtype).bits // 8
     work_points = min(_WORK_POINTS, max(1, (max_bytes - grid.n_points * itemsize) // _BYTES_PER_WORK_POINT))
     if grid.n_points * itemsize + 1024 * _BYTES_PER_WORK_POINT > max_bytes:
@@ -92,11 +119,16 @@ def evaluate(
             f"grid ({grid.describe()}, {grid.n_points:,} points) needs more than the memory bound of "
             f"{max_bytes / 1e9:.1f} GB; use a coarser spacing or a smaller margin"
         )
-    if select_backend(mixture, backend) == "cupy":
+    chosen = select_backend(mixture, backend)
+    if chosen == "cupy":
         from . import _cupy
 
-        return _cupy.evaluate_grid(mixture, grid, n_sigma)
-    return _torch.evaluate_grid(mixture, grid, n_sigma, int(work_points))
+        return _cupy.evaluate_grid(mixture, grid, n_sigma, tolerance)
+    if chosen == "numba":
+        from . import _numba
+
+        return _numba.evaluate_grid(mixture, grid, n_sigma, tolerance)
+    return _torch.evaluate_grid(mixture, grid, n_sigma, tolerance, int(work_points))
 
 
 def evaluate_points(
@@ -105,9 +137,11 @@ def evaluate_points(
     *,
     cell: torch.Tensor | np.ndarray | None = None,
     pbc: tuple[bool, bool, bool] = (False, False, False),
+    backend: Literal["auto", "torch", "numba"] = "auto",
     n_sigma: float = DEFAULT_N_SIGMA,
+    tolerance: float = DEFAULT_TOLERANCE,
 ) -> torch.Tensor:
-    """Density of a one-structure mixture at arbitrary points (torch path).
+    """Density of a one-structure mixture at arbitrary points; differentiable.
 
     Parameters
     ----------
@@ -115,18 +149,34 @@ def evaluate_points(
     cell : array, shape (3, 3), Angstrom, optional
         Lattice vectors as rows; with ``pbc``, periodic images are summed.
     pbc : tuple of 3 bool
+    backend : {"auto", "torch", "numba"}
+        "auto": numba for CPU mixtures where it is installed (a cell list culls the
+        Gaussians each point sees), torch otherwise (dense in points x Gaussians).
+    n_sigma, tolerance : float
+        Cut-off of each Gaussian, as in :func:`evaluate`.
 
     Returns
     -------
     Tensor, shape (P,), e/Angstrom^3, on the mixture's device.
     """
     _check_single(mixture)
+    _check_cutoff(n_sigma, tolerance)
     points = _checked_points(points, mixture.dtype, mixture.device)
     pbc = tuple(bool(p) for p in np.broadcast_to(pbc, 3))
     if any(pbc) and cell is None:
         raise InvalidInputError("cell: required when pbc is set")
     cell_t = None if cell is None else torch.as_tensor(cell, dtype=mixture.dtype, device=mixture.device)
-    return _torch.evaluate_points(mixture, points, cell_t, pbc, n_sigma, _WORK_POINTS)
+    if backend == "numba":
+        _require_numba(mixture)
+    elif backend == "auto":
+        backend = _point_backend(mixture)
+    elif backend != "torch":
+        raise InvalidInputError(f"backend: expected 'auto', 'torch' or 'numba', got {backend!r}")
+    if backend == "numba":
+        from . import _numba
+
+        return _numba.evaluate_points(mixture, points, cell_t, pbc, n_sigma, tolerance)
+    return _torch.evaluate_points(mixture, points, cell_t, pbc, n_sigma, tolerance, _WORK_POINTS)
 
 
 def density_and_gradient(
@@ -134,6 +184,7 @@ def density_and_gradient(
     points: torch.Tensor | np.ndarray,
     *,
     n_sigma: float = DEFAULT_N_SIGMA,
+    tolerance: float = DEFAULT_TOLERANCE,
 ) -> torch.Tensor:
     """Density and its gradient at arbitrary points of a molecule (torch, float64, no autograd).
 
@@ -150,8 +201,16 @@ def density_and_gradient(
     d rho / dx, dy, dz (e/Angstrom^4).
     """
     _check_single(mixture)
+    _check_cutoff(n_sigma, tolerance)
     points = _checked_points(points, torch.float64, mixture.device)
-    return _torch.density_and_gradient(mixture, points, n_sigma, _WORK_POINTS // 2)
+    return _torch.density_and_gradient(mixture, points, n_sigma, tolerance, _WORK_POINTS // 2)
+
+
+def _check_cutoff(n_sigma: float, tolerance: float) -> None:
+    if not n_sigma > 0:
+        raise InvalidInputError(f"n_sigma: expected > 0, got {n_sigma}")
+    if not tolerance >= 0:
+        raise InvalidInputError(f"tolerance: expected >= 0 (e/Angstrom^3), got {tolerance}")
 
 
 def _checked_points(points: torch.Tensor | np.ndarray, dtype: torch.dtype, device: torch.device) -> torch.Tensor:

@@ -16,7 +16,7 @@ import torch
 
 from ..gaussians import GaussianMixture
 from ..grid import Grid
-from ._boxes import GridBoxes, grid_tensors, index_boxes
+from ._boxes import GridBoxes, cutoff_squares, grid_tensors, index_boxes, periodic_images
 
 
 #: Box sizes are grouped in classes growing by this factor, so padding a chunk's boxes
@@ -24,11 +24,13 @@ from ._boxes import GridBoxes, grid_tensors, index_boxes
 _SIZE_CLASS_GROWTH = 1.25
 
 
-def evaluate_grid(mixture: GaussianMixture, grid: Grid, n_sigma: float, work_points: int) -> torch.Tensor:
+def evaluate_grid(
+    mixture: GaussianMixture, grid: Grid, n_sigma: float, tolerance: float, work_points: int
+) -> torch.Tensor:
     """Density of one structure on ``grid``, shape ``grid.shape``, e/Angstrom^3."""
     _, voxels, shape = grid_tensors(grid, mixture.weights)
     out = torch.zeros(grid.n_points, dtype=mixture.dtype, device=mixture.device)
-    boxes = index_boxes(mixture, grid, n_sigma)
+    boxes = index_boxes(mixture, grid, n_sigma, tolerance)
     size_class = torch.ceil(torch.log(boxes.dims.clamp(min=1).double()) / math.log(_SIZE_CLASS_GROWTH)).long()
     key = (size_class[:, 0] * 1024 + size_class[:, 1]) * 1024 + size_class[:, 2]  # (K,)
     order = torch.argsort(key)
@@ -38,7 +40,7 @@ def evaluate_grid(mixture: GaussianMixture, grid: Grid, n_sigma: float, work_poi
         big = boxes.dims[group].amax(0).tolist()
         per_chunk = max(1, work_points // (big[0] * big[1] * big[2]))
         for chunk in torch.split(group, per_chunk):
-            _accumulate(out, boxes, chunk, big, voxels, shape, n_sigma, work_points)
+            _accumulate(out, boxes, chunk, big, voxels, shape, work_points)
     return out.reshape(grid.shape)
 
 
@@ -49,7 +51,6 @@ def _accumulate(
     big: list[int],
     voxels: torch.Tensor,
     shape: torch.Tensor,
-    n_sigma: float,
     work_points: int,
 ) -> None:
     """Add the Gaussians ``chunk`` into ``out``, in slabs along the first axis if needed.
@@ -64,6 +65,7 @@ def _accumulate(
     step = white @ voxels.T  # (K, 3, 3): column a = L^-1 voxel_a
     base = (white @ boxes.offset[chunk].unsqueeze(-1)).squeeze(-1)  # (K, 3)
     pref = boxes.prefactor[chunk]  # (K,)
+    cutoff_sq = boxes.cutoff_sq[chunk].to(dtype)[:, None, None, None]  # (K, 1, 1, 1)
     lo, dims = boxes.lo[chunk], boxes.dims[chunk]  # (K, 3)
     offsets = [torch.arange(n, device=device) for n in big]
     outside = [torch.where(o < dims[:, a : a + 1], 0.0, torch.inf).to(dtype) for a, o in enumerate(offsets)]
@@ -81,7 +83,7 @@ def _accumulate(
         nx = u.shape[1]
         q = torch.bmm(u.reshape(k, nx * ny, 3), sz.transpose(1, 2)).reshape(k, nx, ny, nz)
         q = 2 * q + u_sq[..., None] + sz_sq[:, None, None, :]  # (K, X, Y, Z)
-        q = q.masked_fill(q > n_sigma * n_sigma, torch.inf)  # exp(-inf / 2) = 0 beyond the cut-off
+        q = q.masked_fill(q > cutoff_sq, torch.inf)  # exp(-inf / 2) = 0 beyond the cut-off
         flat_xy = (wrapped[0][:, x, None] * shape[1] + wrapped[1][:, None, :]) * shape[2]  # (K, X, Y)
         flat = flat_xy[..., None] + wrapped[2][:, None, None, :]  # (K, X, Y, Z)
         # Adding the zeros too is cheaper than selecting the points inside: indices run
@@ -95,6 +97,7 @@ def evaluate_points(
     cell: torch.Tensor | None,
     pbc: tuple[bool, bool, bool],
     n_sigma: float,
+    tolerance: float,
     work_points: int,
 ) -> torch.Tensor:
     """Density of one structure at arbitrary ``points`` (P, 3), Angstrom; shape (P,).
@@ -105,14 +108,8 @@ def evaluate_points(
     """
     white = mixture.whitening()  # (K, 3, 3)
     pref = mixture.weights * torch.exp(mixture.log_normalisation())  # (K,)
-    shifts = _image_shifts(mixture, cell, pbc, n_sigma)  # (T, 3)
-    centres = mixture.centres
-    if cell is not None and any(pbc):
-        # Wrap points and centres into the cell along periodic axes, so the shifts suffice.
-        periodic = torch.tensor(pbc, device=points.device)
-        inv = torch.linalg.inv(cell)
-        points = points - torch.where(periodic, torch.floor(points @ inv), 0.0) @ cell
-        centres = centres - torch.where(periodic, torch.floor(centres.detach() @ inv), 0.0) @ cell
+    cutoff_sq = cutoff_squares(pref, n_sigma, tolerance).to(pref.dtype)  # (K,)
+    points, centres, shifts = periodic_images(mixture, points, cell, pbc, n_sigma)  # shifts (T, 3)
     out = torch.zeros(points.shape[0], dtype=mixture.dtype, device=mixture.device)
     k = max(1, mixture.n_gaussians)
     chunk = max(1, work_points // (k * 3))
@@ -123,13 +120,15 @@ def evaluate_points(
             d = p[:, None, :] - (centres + shift)[None, :, :]  # (P, K, 3)
             z = torch.einsum("kab,pkb->pka", white, d)  # (P, K, 3)
             q = (z * z).sum(-1)  # (P, K)
-            values = torch.where(q <= n_sigma * n_sigma, torch.exp(-0.5 * q), torch.zeros_like(q))
+            values = torch.where(q <= cutoff_sq, torch.exp(-0.5 * q), torch.zeros_like(q))
             total = total + values @ pref
         out[start : start + chunk] = total
     return out
 
 
-def density_and_gradient(mixture: GaussianMixture, points: torch.Tensor, n_sigma: float, work_points: int) -> torch.Tensor:
+def density_and_gradient(
+    mixture: GaussianMixture, points: torch.Tensor, n_sigma: float, tolerance: float, work_points: int
+) -> torch.Tensor:
     """Density and its gradient at ``points`` (P, 3), Angstrom, in float64; shape (4, P).
 
     Rows: rho (e/Angstrom^3), d rho / dx, dy, dz (e/Angstrom^4). Non-periodic. Each
@@ -144,6 +143,7 @@ def density_and_gradient(mixture: GaussianMixture, points: torch.Tensor, n_sigma
     white = m.whitening()
     precision = white.transpose(-1, -2) @ white  # (K, 3, 3), 1/A^2
     pref = m.weights * torch.exp(m.log_normalisation())  # (K,), e/A^3
+    cutoff_sq = cutoff_squares(pref, n_sigma, tolerance)  # (K,)
     origin = m.centres.mean(0) if m.n_gaussians else torch.zeros(3, dtype=torch.float64, device=points.device)
     mu = m.centres - origin
     b = torch.einsum("kab,kb->ka", precision, mu)  # (K, 3), A mu
@@ -158,7 +158,7 @@ def density_and_gradient(mixture: GaussianMixture, points: torch.Tensor, n_sigma
         r = points[start : start + chunk] - origin  # (P', 3)
         features = torch.cat([r[:, rows] * r[:, cols], r, torch.ones_like(r[:, :1])], 1)  # (P', 10)
         q = features @ exponent  # (P', K)
-        e = torch.exp(q.masked_fill_(q > n_sigma * n_sigma, math.inf).mul_(-0.5))  # 0 beyond the cut-off
+        e = torch.exp(q.masked_fill_(q > cutoff_sq, math.inf).mul_(-0.5))  # 0 beyond the cut-off
         s = e @ moments  # (P', 10): rho, sum_k e_k w_k A_k (6 unique), sum_k e_k w_k A_k mu_k
         out[0, start : start + chunk] = s[:, 0]
         field = s[:, 1:7][:, _SYMMETRIC].reshape(-1, 3, 3)  # (P', 3, 3)
@@ -171,21 +171,3 @@ _UPPER = ([0, 1, 2, 0, 0, 1], [0, 1, 2, 1, 2, 2])
 #: Positions of a full 3x3 matrix's entries in the ``_UPPER`` order.
 _SYMMETRIC = [0, 3, 4, 3, 1, 5, 4, 5, 2]
 
-
-def _image_shifts(
-    mixture: GaussianMixture, cell: torch.Tensor | None, pbc: tuple[bool, bool, bool], n_sigma: float
-) -> torch.Tensor:
-    """Lattice translations (T, 3), Angstrom, that can bring a Gaussian near the cell."""
-    dtype, device = mixture.dtype, mixture.device
-    if cell is None or not any(pbc) or mixture.n_gaussians == 0:
-        return torch.zeros(1, 3, dtype=dtype, device=device)
-    inv = torch.linalg.inv(cell.detach())
-    # Largest fractional half-extent of any Gaussian along each axis.
-    reach = (torch.linalg.norm(mixture.scale_tril.detach().transpose(-1, -2) @ inv, dim=-2) * n_sigma).amax(0)
-    ranges = [
-        torch.arange(-int(reach[a].ceil()) - 1, int(reach[a].ceil()) + 2, device=device) if pbc[a]
-        else torch.zeros(1, dtype=torch.int64, device=device)
-        for a in range(3)
-    ]
-    n = torch.cartesian_prod(*ranges).to(dtype)  # (T, 3)
-    return n @ cell
