@@ -1,8 +1,15 @@
 """Gaussian mixtures: the density representation every model produces.
 
-rho(r) = sum_k w_k N(r | mu_k, L_k L_k^T), with N the normalised 3-D Gaussian, so the
-integral of rho over all space is exactly ``sum_k w_k`` electrons. A mixture may hold
-several structures of a batch: ``sizes[s]`` consecutive Gaussians belong to structure s.
+rho(r) = max(0, sum_k w_k N(r | mu_k, L_k L_k^T)), with N the normalised 3-D Gaussian. A
+mixture may hold several structures of a batch: ``sizes[s]`` consecutive Gaussians belong
+to structure s.
+
+Weights may be signed (a positive atomic part plus deformation Gaussians of either sign).
+With non-negative weights the sum is never negative and the integral of rho over all
+space is exactly ``sum_k w_k`` electrons (:meth:`GaussianMixture.integral`). With signed
+weights the sum can dip below zero, and every evaluator clamps it there: the clamp adds
+the integral of the negative part to the electrons, which models report (their model card
+measures it).
 
 Legend: K Gaussians, S structures, P points.
 """
@@ -36,7 +43,7 @@ class GaussianMixture:
     Parameters
     ----------
     weights : Tensor, shape (K,), electrons
-        Non-negative weight of each Gaussian (its integral).
+        Weight of each Gaussian (its integral); may be negative (see the module docstring).
     centres : Tensor, shape (K, 3), Angstrom
         Mean of each Gaussian.
     scale_tril : Tensor, shape (K, 3, 3), Angstrom
@@ -83,8 +90,6 @@ class GaussianMixture:
         with torch.no_grad():
             if not (torch.isfinite(w).all() and torch.isfinite(mu).all() and torch.isfinite(L).all()):
                 raise InvalidInputError("Gaussian mixture: non-finite weights, centres or scale_tril")
-            if (w < 0).any():
-                raise InvalidInputError(f"weights: expected >= 0, got minimum {w.min().item():.3g}")
             if (torch.triu(L, diagonal=1) != 0).any():
                 raise InvalidInputError("scale_tril: expected lower-triangular matrices")
             if (torch.diagonal(L, dim1=-2, dim2=-1) <= 0).any():
@@ -173,7 +178,11 @@ class GaussianMixture:
 
     # ------------------------------------------------------------------ analytic quantities
     def integral(self) -> torch.Tensor:
-        """Analytic integral of each structure's density, shape (S,), electrons."""
+        """Analytic integral of each structure's sum of Gaussians, shape (S,), electrons.
+
+        The integral of the density itself when the weights are non-negative; with signed
+        weights the clamp at zero adds the (small) integral of the negative part.
+        """
         index = torch.repeat_interleave(
             torch.arange(self.n_structures, device=self.device),
             torch.tensor(self.sizes, device=self.device),

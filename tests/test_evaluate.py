@@ -152,3 +152,19 @@ def test_float32_agrees_with_float64(backend):
     v64 = evaluate(m, g, backend=backend)
     v32 = evaluate(m.to(dtype=torch.float32), g, backend=backend)
     torch.testing.assert_close(v32.double(), v64, rtol=0, atol=1e-5 * v64.max().item())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_signed_mixtures_are_clamped_at_zero(backend):
+    """A positive Gaussian with a narrower negative one inside: the sum dips below zero at the centre."""
+    m = GaussianMixture(torch.tensor([1.0, -0.5], dtype=torch.float64), torch.zeros(2, 3, dtype=torch.float64),
+                        torch.stack([torch.eye(3), 0.3 * torch.eye(3)]).double())
+    g = Grid(np.eye(3) * 6.0, (24, 24, 24), origin=np.full(3, -3.0))
+    raw = direct_sum(m, g.points(), g.cell, g.pbc)
+    assert raw.min() < 0
+    values = evaluate(m, g, backend=backend, tolerance=0.0).numpy().ravel()
+    np.testing.assert_allclose(values, np.maximum(raw, 0.0), rtol=0, atol=1e-12)
+    at = evaluate_points(m, torch.tensor(g.points()), backend=backend, tolerance=0.0).numpy()
+    np.testing.assert_allclose(at, np.maximum(raw, 0.0), rtol=0, atol=1e-12)
+    rho_grad = density_and_gradient(m, torch.tensor(g.points()), tolerance=0.0)
+    assert (rho_grad[:, raw < 0] == 0).all() and rho_grad[0].min() >= 0

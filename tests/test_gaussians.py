@@ -33,7 +33,6 @@ def test_normalisation_matches_closed_form():
 @pytest.mark.parametrize(
     "field, value, message",
     [
-        ("weights", torch.tensor([-1.0, 1.0]), "weights: expected >= 0"),
         ("weights", torch.tensor([float("nan"), 1.0]), "non-finite"),
         ("centres", torch.zeros(2, 2), r"centres: expected \(2, 3\), got \(2, 2\)"),
         ("scale_tril", torch.zeros(2, 3, 3), "not positive definite"),

@@ -8,7 +8,7 @@ installed and a GPU is present, else numba for CPU mixtures when numba is instal
 torch. Every back-end is differentiable with respect to the mixture. All cut each
 Gaussian off at the smaller of ``n_sigma`` standard deviations and the radius where its
 value falls below ``tolerance`` (``_boxes.py``), and sum periodic images along periodic
-grid axes.
+grid axes. A mixture with signed weights is clamped at zero (:mod:`ase_electra.gaussians`).
 
 Memory is bounded: work buffers hold at most ``work_points`` box points at a time
 (about 100 bytes each), and a grid whose values alone exceed ``max_bytes`` is refused.
@@ -123,12 +123,12 @@ def evaluate(
     if chosen == "cupy":
         from . import _cupy
 
-        return _cupy.evaluate_grid(mixture, grid, n_sigma, tolerance)
+        return _clamped(mixture, _cupy.evaluate_grid(mixture, grid, n_sigma, tolerance))
     if chosen == "numba":
         from . import _numba
 
-        return _numba.evaluate_grid(mixture, grid, n_sigma, tolerance)
-    return _torch.evaluate_grid(mixture, grid, n_sigma, tolerance, int(work_points))
+        return _clamped(mixture, _numba.evaluate_grid(mixture, grid, n_sigma, tolerance))
+    return _clamped(mixture, _torch.evaluate_grid(mixture, grid, n_sigma, tolerance, int(work_points)))
 
 
 def evaluate_points(
@@ -175,8 +175,8 @@ def evaluate_points(
     if backend == "numba":
         from . import _numba
 
-        return _numba.evaluate_points(mixture, points, cell_t, pbc, n_sigma, tolerance)
-    return _torch.evaluate_points(mixture, points, cell_t, pbc, n_sigma, tolerance, _WORK_POINTS)
+        return _clamped(mixture, _numba.evaluate_points(mixture, points, cell_t, pbc, n_sigma, tolerance))
+    return _clamped(mixture, _torch.evaluate_points(mixture, points, cell_t, pbc, n_sigma, tolerance, _WORK_POINTS))
 
 
 def density_and_gradient(
@@ -203,7 +203,17 @@ def density_and_gradient(
     _check_single(mixture)
     _check_cutoff(n_sigma, tolerance)
     points = _checked_points(points, torch.float64, mixture.device)
-    return _torch.density_and_gradient(mixture, points, n_sigma, tolerance, _WORK_POINTS // 2)
+    out = _torch.density_and_gradient(mixture, points, n_sigma, tolerance, _WORK_POINTS // 2)
+    return out * (out[0] > 0) if _signed(mixture) else out  # the clamp zeroes rho and its gradient
+
+
+def _signed(mixture: GaussianMixture) -> bool:
+    return bool((mixture.weights < 0).any())
+
+
+def _clamped(mixture: GaussianMixture, values: torch.Tensor) -> torch.Tensor:
+    """``values`` clamped at zero if ``mixture`` has negative weights (else already >= 0)."""
+    return values.clamp(min=0.0) if _signed(mixture) else values
 
 
 def _check_cutoff(n_sigma: float, tolerance: float) -> None:
