@@ -64,6 +64,9 @@ class DensitySample:
     reference_values : callable
         ``reference_values()`` computes the reference density on ``grid``, (nx, ny, nz)
         ndarray, e/Angstrom^3. Slow (PySCF, or parsing the file): go through :class:`GridCache`.
+    reference_dipole : callable or None
+        ``reference_dipole()`` gives the exact dipole of nuclei and electrons, (3,) ndarray,
+        e * Angstrom; None where the source has no exact density (cube and CHGCAR files).
     """
 
     name: str
@@ -72,6 +75,7 @@ class DensitySample:
     source: Path
     split: str | None
     reference_values: Callable[[], np.ndarray]
+    reference_dipole: Callable[[], np.ndarray] | None = None
 
 
 def find_samples(folder: str | Path, spacing: float = 0.1, margin: float = 4.0) -> list[DensitySample]:
@@ -130,11 +134,17 @@ def _record_sample(path: Path, spacing: float, margin: float) -> DensitySample:
         split = split_of(qm9_index(path.stem))
     except InvalidInputError:
         split = None
-    return DensitySample(path.stem, atoms, grid, path, split, partial(_record_values, path, grid))
+    return DensitySample(
+        path.stem, atoms, grid, path, split, partial(_record_values, path, grid), partial(_record_dipole, path)
+    )
 
 
 def _record_values(path: Path, grid: Grid) -> np.ndarray:
     return load_record(path).density_on(grid)
+
+
+def _record_dipole(path: Path) -> np.ndarray:
+    return load_record(path).dipole_moment()
 
 
 def _file_sample(path: Path) -> DensitySample:

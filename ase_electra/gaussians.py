@@ -190,6 +190,18 @@ class GaussianMixture:
         out = torch.zeros(self.n_structures, dtype=self.dtype, device=self.device)
         return out.index_add(0, index, self.weights)
 
+    def first_moments(self) -> torch.Tensor:
+        """sum_k w_k mu_k of each structure, shape (S, 3), electrons * Angstrom (differentiable).
+
+        The electrons' part of the dipole: a normalised Gaussian's first moment is its centre,
+        so a structure's dipole is sum_i Z_i R_i minus this (exact for non-negative weights).
+        """
+        index = torch.repeat_interleave(
+            torch.arange(self.n_structures, device=self.device), torch.tensor(self.sizes, device=self.device)
+        )
+        out = torch.zeros(self.n_structures, 3, dtype=self.dtype, device=self.device)
+        return out.index_add(0, index, self.weights[:, None] * self.centres)
+
     def log_normalisation(self) -> torch.Tensor:
         """log of each Gaussian's peak value per unit weight, shape (K,), log(1/Angstrom^3)."""
         log_det = torch.log(torch.diagonal(self.scale_tril, dim1=-2, dim2=-1)).sum(-1)

@@ -185,6 +185,17 @@ class ReferenceRecord:
             )
         return mol
 
+    def dipole_moment(self) -> np.ndarray:
+        """Exact dipole of nuclei and electrons, (3,), e * Angstrom (about the origin if charged).
+
+        p = sum_i Z_i R_i - tr(D r) with D = 2 C C^T and r the AO position integrals.
+        """
+        mol = self.mole()
+        coeff = self.mo_coeff_occ.astype(np.float64)
+        r = mol.intor_symmetric("int1e_r")  # (3, n, n), bohr
+        electrons = 2.0 * np.einsum("xij,ik,jk->x", r, coeff, coeff)  # e * bohr
+        return self.numbers.astype(np.float64) @ self.positions - electrons * BOHR
+
     def density_at(self, points: np.ndarray, *, chunk_bytes: int = CHUNK_BYTES) -> np.ndarray:
         """Exact density at arbitrary points.
 

@@ -6,7 +6,9 @@ published) or estimated from importance-sampled probe points (``loss="probe"``, 
 :func:`~ase_electra.datasets.sample_probes`; unbiased, and far cheaper on a CPU).
 Validation is always the full-grid NMAE, averaged over the validation structures.
 AdamW with amsgrad, learning rate times ``lr_decay`` after every epoch, gradient norm
-clipping; a fresh model starts as the promolecule.
+clipping; a fresh model starts as the promolecule. With ``dipole_weight`` > 0 each
+structure's loss adds ``dipole_weight * |p_pred - p_ref|`` (e * Angstrom): the mixture's
+analytic dipole against the reference's exact one (structures without one add nothing).
 
 A run folder holds::
 
@@ -16,7 +18,11 @@ A run folder holds::
                         plain tensors and numbers, read with torch.load(weights_only=True)
     best/               the model with the lowest validation NMAE so far
                         (an ElectraDensityModel folder: config.json, model.safetensors)
-    log.csv             one row per epoch: epoch, step, train_loss, val_nmae, lr, seconds
+    log.csv             one row per epoch: epoch, step, train_loss (the mean loss of the
+                        epoch's steps), train_nmae (full-grid NMAE on a fixed subset of
+                        ``monitor_train`` training structures), val_nmae, val_dipole_debye
+                        (mean |p_pred - p_ref| over validation structures with an exact
+                        reference dipole, Debye), lr, seconds
 
 The data order of an epoch is a permutation drawn from (seed, epoch) and the probes of a
 batch come from (seed, epoch, batch, rank), so a resumed run continues to the same
@@ -56,12 +62,15 @@ from .io._atomic import atomic_path
 from .models.electra import ElectraDensityModel, default_config
 from .nn.model import ElectraConfig, ElectraModel
 
-__all__ = ["TrainConfig", "TrainResult", "model_config_for", "train", "grid_nmae", "probe_nmae"]
+__all__ = ["TrainConfig", "TrainResult", "model_config_for", "train", "grid_nmae", "probe_nmae", "dipole_error"]
 
 CHECKPOINT, BEST, LOG, CONFIG = "checkpoint.pt", "best", "log.csv", "train_config.json"
 
+#: Debye per e * Angstrom.
+DEBYE = 4.803204
+
 #: Fields that may differ between a run and its resumption.
-_RESUMABLE = frozenset({"epochs", "max_minutes", "max_steps", "checkpoint_every", "device"})
+_RESUMABLE = frozenset({"epochs", "max_minutes", "max_steps", "checkpoint_every", "device", "monitor_train"})
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,10 @@ class TrainConfig:
         Optimiser steps between checkpoints.
     device : {"auto", "cpu", "cuda"}
         "auto" uses CUDA when available.
+    dipole_weight : float, 1/(e * Angstrom)
+        Weight of the dipole term of the loss (0: NMAE only).
+    monitor_train : int
+        Training structures (a fixed seeded subset) whose full-grid NMAE is logged each epoch.
     """
 
     epochs: int = 100
@@ -109,6 +122,8 @@ class TrainConfig:
     max_steps: int | None = None
     checkpoint_every: int = 100
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    dipole_weight: float = 0.0
+    monitor_train: int = 32
 
     def __post_init__(self) -> None:
         rules = {
@@ -125,6 +140,8 @@ class TrainConfig:
             "max_steps": (self.max_steps is None or self.max_steps >= 1, ">= 1"),
             "checkpoint_every": (self.checkpoint_every >= 1, ">= 1"),
             "device": (self.device in ("auto", "cpu", "cuda"), "'auto', 'cpu' or 'cuda'"),
+            "dipole_weight": (self.dipole_weight >= 0, ">= 0"),
+            "monitor_train": (self.monitor_train >= 0, ">= 0"),
         }
         for name, (ok, expected) in rules.items():
             if not ok:
@@ -207,6 +224,15 @@ def probe_nmae(
     ref = torch.as_tensor(probes.reference, dtype=pred.dtype, device=pred.device)
     weights = torch.as_tensor(probes.weights, dtype=pred.dtype, device=pred.device)
     return (weights * (pred - ref).abs()).sum() / probes.total
+
+
+def dipole_error(mixture: GaussianMixture, sample: DensitySample, reference: np.ndarray) -> torch.Tensor:
+    """|p_pred - p_ref| of one structure, e * Angstrom, a 0-d tensor: the mixture's analytic
+    dipole (nuclei minus :meth:`GaussianMixture.first_moments`) against ``reference`` (3,)."""
+    atoms = sample.atoms
+    nuclei = torch.as_tensor(atoms.numbers @ atoms.positions, dtype=mixture.dtype, device=mixture.device)
+    target = torch.as_tensor(reference, dtype=mixture.dtype, device=mixture.device)
+    return torch.linalg.norm(nuclei - mixture.first_moments()[0] - target)
 
 
 # ---------------------------------------------------------------------- processes
@@ -331,6 +357,9 @@ class _Run:
         self.cache = GridCache(run_dir.parent / "cache") if cache is None else cache
         self.loss = config.loss if config.loss != "auto" else ("grid" if ranks.device.type == "cuda" else "probe")
         self.names = [s.name for s in train_samples]
+        chosen = np.random.default_rng([config.seed, 1]).permutation(len(train_samples))[: config.monitor_train]
+        self.monitored = [train_samples[i] for i in sorted(chosen)]
+        self.dipoles: dict[str, np.ndarray | None] = {}
         if self.writer:
             run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
@@ -363,15 +392,17 @@ class _Run:
             if stopped is not None:
                 improved = not math.isfinite(p.best)  # a stopped run still leaves a best model
                 if improved:
-                    p.best = self.validate()
+                    p.best = self.validate(self.val_samples)[0]
                 self.save(improved)
                 return stopped
             t0 = time.monotonic()
-            val = self.validate()
+            val, val_dipole = self.validate(self.val_samples)
+            train_nmae = self.validate(self.monitored)[0] if self.monitored else math.nan
             p.epoch_seconds += time.monotonic() - t0
             improved, p.best = val < p.best, min(p.best, val)
             loss_sum, loss_count = self.ranks.sum([p.loss_sum, float(p.loss_count)])
-            row = (p.epoch + 1, p.step, loss_sum / loss_count, val, self.scheduler.get_last_lr()[0], p.epoch_seconds)
+            row = (p.epoch + 1, p.step, loss_sum / loss_count, train_nmae, val, val_dipole * DEBYE,
+                   self.scheduler.get_last_lr()[0], p.epoch_seconds)  # fmt: skip
             self.scheduler.step()
             p.epoch, p.batch, p.loss_sum, p.loss_count, p.epoch_seconds = p.epoch + 1, 0, 0.0, 0, 0.0
             if self.writer:
@@ -415,9 +446,13 @@ class _Run:
         for mixture, sample in zip(mixtures, batch):
             values = self.cache.values(sample)
             if self.loss == "grid":
-                losses.append(grid_nmae(mixture, sample, values))
+                loss = grid_nmae(mixture, sample, values)
             else:
-                losses.append(probe_nmae(mixture, sample, values, config.probes, rng, config.uniform_fraction))
+                loss = probe_nmae(mixture, sample, values, config.probes, rng, config.uniform_fraction)
+            reference = self.dipole(sample) if config.dipole_weight > 0 else None
+            if reference is not None:
+                loss = loss + config.dipole_weight * dipole_error(mixture, sample, reference)
+            losses.append(loss)
         loss = torch.stack(losses).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -425,16 +460,29 @@ class _Run:
         self.optimizer.step()
         return float(loss.detach())
 
-    def validate(self) -> float:
-        """Mean full-grid NMAE over the validation samples (all ranks)."""
-        shard = self.val_samples[self.ranks.rank :: self.ranks.world]
+    def dipole(self, sample: DensitySample) -> np.ndarray | None:
+        """The exact reference dipole of ``sample`` (e * Angstrom), computed once; None if unknown."""
+        if sample.name not in self.dipoles:
+            self.dipoles[sample.name] = None if sample.reference_dipole is None else sample.reference_dipole()
+        return self.dipoles[sample.name]
+
+    def validate(self, samples: list[DensitySample]) -> tuple[float, float]:
+        """Mean full-grid NMAE and mean dipole error (e * Angstrom; NaN if no sample has a
+        reference dipole) over ``samples`` (all ranks)."""
+        shard = samples[self.ranks.rank :: self.ranks.world]
         module = self.model.module
         module.eval()
+        nmae = dipole = dipoles = 0.0
         with torch.no_grad():
-            total = sum(grid_nmae(module(self.model.graph([s.atoms])), s, self.cache.values(s)).item() for s in shard)
+            for s in shard:
+                mixture = module(self.model.graph([s.atoms]))
+                nmae += grid_nmae(mixture, s, self.cache.values(s)).item()
+                reference = self.dipole(s)
+                if reference is not None:
+                    dipole, dipoles = dipole + dipole_error(mixture, s, reference).item(), dipoles + 1
         module.train()
-        total, count = self.ranks.sum([total, float(len(shard))])
-        return total / count
+        nmae, count, dipole, dipoles = self.ranks.sum([nmae, float(len(shard)), dipole, dipoles])
+        return nmae / count, dipole / dipoles if dipoles else math.nan
 
     def save(self, best: bool) -> None:
         """Write the checkpoint, and the model to ``best/`` if ``best`` (rank 0 only)."""
@@ -502,7 +550,9 @@ def _append_log(run_dir: Path, row: tuple | None) -> None:
     """Start ``log.csv`` with its header (``row`` None) or append one epoch's row."""
     with open(run_dir / LOG, "w" if row is None else "a", newline="") as fh:
         if row is None:
-            csv.writer(fh).writerow(["epoch", "step", "train_loss", "val_nmae", "lr", "seconds"])
+            csv.writer(fh).writerow(
+                ["epoch", "step", "train_loss", "train_nmae", "val_nmae", "val_dipole_debye", "lr", "seconds"]
+            )
         else:
-            epoch, step, loss, val, lr, seconds = row
-            csv.writer(fh).writerow([epoch, step, f"{loss:.6g}", f"{val:.6g}", f"{lr:.6g}", f"{seconds:.1f}"])
+            epoch, step, *values, seconds = row
+            csv.writer(fh).writerow([epoch, step, *(f"{v:.6g}" for v in values), f"{seconds:.1f}"])

@@ -12,7 +12,7 @@ from ._common import traceback_option, user_errors
 
 
 @click.command(context_settings={"show_default": True})
-@click.argument("data", type=click.Path(path_type=Path))
+@click.argument("data", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", "run_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Run folder: checkpoint, best model (RUN/best), log.csv.")
 @click.option("--val", "val_dir", type=click.Path(path_type=Path),
@@ -26,7 +26,12 @@ from ._common import traceback_option, user_errors
               help="Training loss: full-grid NMAE or probe-sampled NMAE; auto = grid on CUDA, probe on CPU.")
 @click.option("--probes", type=click.IntRange(min=1), default=4096, help="Probe points per structure and step.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, help="Structures per step (per process).")
+@click.option("--max-steps", type=click.IntRange(min=1), help="Stop cleanly after this many optimiser steps in all.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, help="Initial learning rate.")
+@click.option("--lr-decay", type=click.FloatRange(0, 1, min_open=True), default=0.9,
+              help="Learning-rate factor per epoch.")
+@click.option("--dipole-weight", type=click.FloatRange(min=0), default=0.0,
+              help="Weight of |p_pred - p_ref| (e*Angstrom) in the loss; 0: NMAE only.")
 @click.option("--seed", type=int, default=0)
 @click.option("--resume", is_flag=True, help="Continue the run in RUN from its checkpoint.")
 @click.option("--model-config", type=click.Path(dir_okay=False, path_type=Path),
@@ -40,9 +45,9 @@ from ._common import traceback_option, user_errors
               help="Vacuum around molecules of reference records, Angstrom.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @traceback_option
-def main(data, run_dir, val_dir, val_fraction, epochs, max_minutes, loss, probes, batch_size, lr, seed, resume,
-         model_config, checkpoint_every, cache_dir, spacing, margin, device, traceback):
-    """Train on the reference records (*.npz), cube and CHGCAR files in DATA.
+def main(data, run_dir, val_dir, val_fraction, epochs, max_minutes, loss, probes, batch_size, max_steps, lr, lr_decay,
+         dipole_weight, seed, resume, model_config, checkpoint_every, cache_dir, spacing, margin, device, traceback):
+    """Train on the reference records (*.npz), cube and CHGCAR files in the DATA folders.
 
     Validation is the full-grid NMAE after every epoch; the best model is saved to
     RUN/best, usable as `electra-density --model RUN/best`. QM9 test-split records
@@ -55,14 +60,19 @@ def main(data, run_dir, val_dir, val_fraction, epochs, max_minutes, loss, probes
         from ase_electra.errors import FileFormatError
         from ase_electra.train import TrainConfig, model_config_for, train
 
-        samples = find_samples(data, spacing, margin)
+        samples = [sample for folder in data for sample in find_samples(folder, spacing, margin)]
+        names = [sample.name for sample in samples]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise FileFormatError(f"{', '.join(map(str, data))}: several folders hold samples named {twice[0]!r}")
         if val_dir is None:
             train_samples, val_samples = split_samples(samples, val_fraction, seed)
         else:
             refuse_test(samples)
             train_samples, val_samples = samples, find_samples(val_dir, spacing, margin)
-        config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, probes=probes, seed=seed,
-                             max_minutes=max_minutes, checkpoint_every=checkpoint_every, device=device)
+        config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_decay=lr_decay, loss=loss, probes=probes,
+                             seed=seed, max_minutes=max_minutes, max_steps=max_steps,
+                             checkpoint_every=checkpoint_every, device=device, dipole_weight=dipole_weight)
         model = None
         if model_config is not None:
             try:  # JSON syntax and bad settings are both ValueErrors

@@ -269,3 +269,11 @@ def test_shared_folder_has_no_test_split(shared_path):
     folder = shared_path.parent
     assert list_records(folder, "test") == []
     assert len(list_records(folder, "train")) + len(list_records(folder, "validation")) == len(list_records(folder))
+
+
+def test_dipole_moment_matches_pyscf(record):
+    from pyscf.scf import hf
+
+    coeff = record.mo_coeff_occ.astype(np.float64)
+    expected = hf.dip_moment(record.mole(), 2 * coeff @ coeff.T, unit="AU", verbose=0) * 0.529177210903
+    np.testing.assert_allclose(record.dipole_moment(), expected, rtol=1e-7, atol=1e-9)  # PySCF's own bohr

@@ -25,7 +25,7 @@ from ase_electra.datasets import GridCache, find_samples
 from ase_electra.models import load_model
 from ase_electra.models.electra import ElectraDensityModel
 from ase_electra.models.promolecule import PromoleculeModel
-from ase_electra.train import TrainConfig, grid_nmae, model_config_for, probe_nmae, train
+from ase_electra.train import DEBYE, TrainConfig, dipole_error, grid_nmae, model_config_for, probe_nmae, train
 
 from .conftest import copy_records
 
@@ -94,6 +94,35 @@ def test_training_drives_nmae_far_below_the_promolecule(records, cache, tmp_path
                    cache=cache, progress=False)
     assert result.best_val_nmae < 0.65 * baseline
     assert 0.09 < baseline < 0.12
+
+
+def test_dipole_error_is_zero_for_the_exact_dipole_and_differentiable(samples):
+    sample = samples[0]
+    model = ElectraDensityModel.new(model_config_for(samples, TINY), seed=0)
+    mixture = model.module(model.graph([sample.atoms]))
+    atoms = sample.atoms
+    own = atoms.numbers @ atoms.positions - mixture.first_moments()[0].detach().double().numpy()
+    assert dipole_error(mixture, sample, own).item() == pytest.approx(0.0, abs=1e-4)
+    error = dipole_error(mixture, sample, sample.reference_dipole())
+    assert error.item() > 0 and error.requires_grad
+
+
+def test_log_holds_train_nmae_and_dipole_error_and_the_dipole_term_trains(samples, cache, tmp_path):
+    """A dipole-weighted run lowers the dipole error; log.csv reports it beside both NMAEs."""
+    config = dataclasses.replace(FAST, epochs=3, lr=1e-2, probes=256, monitor_train=2)
+    logs = {}
+    for weight in (0.0, 5.0):
+        run_dir = tmp_path / f"w{weight}"
+        train(samples[:3], samples[3:], run_dir, dataclasses.replace(config, dipole_weight=weight),
+              model_config=model_config_for(samples, TINY), cache=cache, progress=False)
+        logs[weight] = list(csv.DictReader(open(run_dir / "log.csv")))
+    rows = logs[0.0]
+    assert list(rows[0]) == ["epoch", "step", "train_loss", "train_nmae", "val_nmae", "val_dipole_debye", "lr", "seconds"]
+    assert all(0 < float(r["train_nmae"]) < 0.3 and float(r["val_dipole_debye"]) > 0 for r in rows)
+    model = ElectraDensityModel.new(model_config_for(samples, TINY), seed=FAST.seed)
+    start = dipole_error(model.module(model.graph([samples[3].atoms])), samples[3], samples[3].reference_dipole())
+    assert float(rows[0]["val_dipole_debye"]) != pytest.approx(start.item() * DEBYE, rel=1e-6)  # it trained
+    assert float(logs[5.0][-1]["val_dipole_debye"]) < float(logs[0.0][-1]["val_dipole_debye"])
 
 
 def test_resumed_run_equals_uninterrupted_run(samples, cache, tmp_path):
