@@ -85,6 +85,7 @@ def config(reference) -> ElectraConfig:
         n_bessel=6,
         radial_hidden=16,
         cutoff=4.0,
+        node_filters=True,
     )
 
 
@@ -96,6 +97,8 @@ def model(config, reference) -> ElectraModel:
         for name, p in m.named_parameters():
             if name.startswith(("heads.scalar_head.2", "heads.vector_head", "heads.matrix_head")):
                 p.mul_(30.0)
+            elif ".message.node." in name:  # zero at the start: give the node filters a say
+                p.normal_(0.0, 0.3)
     return m
 
 

@@ -66,6 +66,8 @@ class ElectraConfig:
         Frame sign and degeneracy tolerances (see ``nn/symmetry.py``).
     debias : bool
         Apply a debiasing layer after every block.
+    node_filters : bool
+        Radial filters modulated by both atoms' scalars (``nn.tensors.TensorMessage``).
     """
 
     elements: tuple[int, ...]
@@ -85,6 +87,7 @@ class ElectraConfig:
     sign_moment: float = 0.01
     degeneracy: float = 0.02
     debias: bool = True
+    node_filters: bool = False
 
     def __post_init__(self) -> None:
         for name in ("elements", "n_core", "n_floating"):
@@ -181,7 +184,7 @@ class ElectraModel(nn.Module):
         self.embed_vectors = nn.Linear(N_FRAME_VECTORS, c.channels, bias=False)
         self.embed_matrices = nn.Linear(N_FRAME_MATRICES, c.channels, bias=False)
         self.blocks = nn.ModuleList(
-            TensorBlock(c.channels, c.n_bessel, c.radial_hidden, c.max_filter_rank, c.avg_neighbours)
+            TensorBlock(c.channels, c.n_bessel, c.radial_hidden, c.max_filter_rank, c.avg_neighbours, c.node_filters)
             for _ in range(c.layers)
         )
         self.debias = nn.ModuleList(

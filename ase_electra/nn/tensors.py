@@ -161,7 +161,10 @@ class TensorMessage(nn.Module):
     """Sum over neighbours j of filter_p(d_ij) * path_p(x_j, u_ij), per output rank.
 
     The filters come from a bias-free MLP of the radial basis, so they vanish with it
-    at the cutoff. Sums are divided by ``avg_neighbours`` to keep features O(1).
+    at the cutoff. With ``node_filters`` its hidden layer is also modulated by both atoms'
+    scalars, h = SiLU(W_r rbf) * (1 + W_n [s_i, s_j]) (W_n starts at zero), so the filter
+    of a bond depends on what the two atoms are and see, as published for ELECTRA; it
+    still vanishes at the cutoff. Sums are divided by ``avg_neighbours`` to keep features O(1).
     """
 
     def __init__(
@@ -171,6 +174,7 @@ class TensorMessage(nn.Module):
         radial_hidden: int = 32,
         max_filter_rank: int = 2,
         avg_neighbours: float = 10.0,
+        node_filters: bool = False,
     ) -> None:
         super().__init__()
         self.paths = message_paths(2, max_filter_rank)
@@ -181,10 +185,22 @@ class TensorMessage(nn.Module):
             nn.SiLU(),
             nn.Linear(radial_hidden, len(self.paths) * channels, bias=False),
         )
+        self.node = nn.Linear(2 * channels, radial_hidden) if node_filters else None
+        if self.node is not None:
+            nn.init.zeros_(self.node.weight)
+            nn.init.zeros_(self.node.bias)
+
+    def _filters(self, x: TensorFeatures, edges: Edges) -> torch.Tensor:
+        """Per-edge, per-path, per-channel filters, (E, P, C)."""
+        hidden = self.filters[1](self.filters[0](edges.radial))  # (E, H)
+        if self.node is not None:
+            pair = torch.cat([x.scalars[edges.target], x.scalars[edges.source]], dim=1)  # (E, 2C)
+            hidden = hidden * (1.0 + self.node(pair))
+        return self.filters[2](hidden).view(-1, len(self.paths), self.channels)
 
     def forward(self, x: TensorFeatures, edges: Edges) -> TensorFeatures:
         n_edges = edges.source.shape[0]
-        filters = self.filters(edges.radial).view(n_edges, len(self.paths), self.channels)  # (E, P, C)
+        filters = self._filters(x, edges)  # (E, P, C)
         # x_j with k indices contracted against u, shared by all paths that need it
         contracted: dict[tuple[int, int], torch.Tensor] = {(a, 0): x.rank(a)[edges.source] for a in RANKS}
         for a, k in sorted({(p.a, p.contractions) for p in self.paths}):
@@ -255,10 +271,11 @@ class TensorBlock(nn.Module):
         radial_hidden: int = 32,
         max_filter_rank: int = 2,
         avg_neighbours: float = 10.0,
+        node_filters: bool = False,
     ) -> None:
         super().__init__()
         self.pre = TensorLinear(channels, channels)
-        self.message = TensorMessage(channels, n_basis, radial_hidden, max_filter_rank, avg_neighbours)
+        self.message = TensorMessage(channels, n_basis, radial_hidden, max_filter_rank, avg_neighbours, node_filters)
         self.post = TensorLinear(channels, channels)
         self.invariants = nn.Linear(3 * channels, channels, bias=False)
         self.activation = GatedNonlinearity(channels)
