@@ -395,3 +395,17 @@ def test_loss_on_grid_backpropagates_to_every_parameter(model):
         assert p.grad is not None, name
         assert torch.isfinite(p.grad).all(), name
         assert p.grad.abs().sum() > 0, name
+
+
+def test_shipped_model_warns_once_about_periodic_structures(caplog):
+    from ase_electra.models import load_model
+
+    model = load_model("default")
+    crystal = molecule("CH4", cell=[6.0, 6.0, 6.0], pbc=True)
+    with caplog.at_level("WARNING", logger="ase_electra"):
+        model.predict([molecule("H2O")])
+        assert not caplog.records
+        model.predict([crystal])
+        model.predict([crystal, molecule("H2O")])
+    assert len(caplog.records) == 1 and "trained on molecules only" in caplog.records[0].getMessage()
+    assert "\n" not in caplog.records[0].getMessage()

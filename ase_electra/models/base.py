@@ -108,4 +108,4 @@ def shipped_model(device: str | torch.device = "cpu") -> DensityModel:
             "use 'promolecule' or a trained model folder"
         )
     with resources.as_file(folder) as path:
-        return ElectraDensityModel.load(path, device=device)
+        return ElectraDensityModel.load(path, device=device, molecules_only=True)  # its model card: molecules

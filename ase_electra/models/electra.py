@@ -8,6 +8,7 @@ A fresh model starts from the promolecule table of ``models/promolecule.py``.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -27,6 +28,8 @@ __all__ = ["ElectraDensityModel", "default_config", "CONFIG_FILE", "WEIGHTS_FILE
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 _FORMAT = "ase-electra/electra-1"
+
+_log = logging.getLogger(__name__)
 
 
 def _reference_table() -> Mapping[int, AtomicReference]:
@@ -54,15 +57,21 @@ class ElectraDensityModel:
         Where the network runs; the module is moved there.
     name : str
         Shown in messages.
+    molecules_only : bool
+        The model saw no periodic structure in training: the first periodic structure it
+        is given logs a one-line warning (``logging``, logger ``ase_electra.models.electra``).
     """
 
     def __init__(
-        self, module: ElectraModel, device: str | torch.device = "cpu", name: str = "electra"
+        self, module: ElectraModel, device: str | torch.device = "cpu", name: str = "electra",
+        molecules_only: bool = False,
     ) -> None:
         self.device = torch.device(device)
         self.module = module.to(self.device)
         self.name = name
         self.elements = frozenset(module.config.elements)
+        self.molecules_only = molecules_only
+        self._warned_periodic = False
 
     @property
     def config(self) -> ElectraConfig:
@@ -93,6 +102,10 @@ class ElectraDensityModel:
         """Densities of ``structures`` as one batched mixture (Angstrom, on ``device``, no gradients)."""
         structures = list(structures)
         check_structures(structures, self.elements, self.name)
+        if self.molecules_only and not self._warned_periodic and any(a.pbc.any() for a in structures):
+            self._warned_periodic = True
+            _log.warning("model %r was trained on molecules only; its densities of periodic structures "
+                         "are extrapolations", self.name)
         graph = self.graph(structures)
         was_training = self.module.training
         self.module.eval()
@@ -120,7 +133,9 @@ class ElectraDensityModel:
         return folder
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> ElectraDensityModel:
+    def load(
+        cls, path: str | Path, device: str | torch.device = "cpu", molecules_only: bool = False
+    ) -> ElectraDensityModel:
         """Load a model saved by :meth:`save`: its folder, or the ``model.safetensors`` in it."""
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -151,7 +166,7 @@ class ElectraDensityModel:
         except RuntimeError as err:
             first = str(err).strip().splitlines()[0]
             raise FileFormatError(f"{weights}: weights do not match {config_path.name} ({first})") from None
-        return cls(module, device=device, name=f"electra:{folder.name}")
+        return cls(module, device=device, name=f"electra:{folder.name}", molecules_only=molecules_only)
 
     def __repr__(self) -> str:
         c = self.config
