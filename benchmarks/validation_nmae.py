@@ -1,12 +1,15 @@
-"""Full-grid NMAE of a model on the validation molecules of the shared reference data.
+"""Full-grid NMAE and dipole error of a model on the validation molecules of the shared reference data.
 
     python benchmarks/validation_nmae.py --model promolecule
-    python benchmarks/validation_nmae.py --model weights/ --data ../shared/datasets/qm9-pbe-def2svp
+    python benchmarks/validation_nmae.py --model default --split train --limit 20   # its own training data
+    python benchmarks/validation_nmae.py --model default --data ood-records/ --split any
 
-Validation = QM9 indices ending in 8. Each molecule is compared on a box grid (0.1 A
-spacing, 4 A margin by default) with its exact PySCF density; reference grids are
-cached on disk (first run: seconds per molecule). Prints one line per molecule, the
-mean and median NMAE in percent, and the prediction time per molecule.
+Validation = QM9 indices ending in 8 (``--split train``: 0-7; ``any``: every record, QM9 or
+not). Each molecule is compared on a box grid (0.1 A spacing, 4 A margin by default) with
+its exact PySCF density; reference grids are cached on disk (first run: seconds per
+molecule). Prints one line per molecule, the mean and median NMAE in percent, the mean
+dipole error (the mixture's analytic dipole against the exact one of the MO
+coefficients, Debye), and the prediction time per molecule.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import torch
 
 from ase_electra.datasets import GridCache, find_samples
 from ase_electra.models import load_model
-from ase_electra.train import grid_nmae
+from ase_electra.train import DEBYE, dipole_error, grid_nmae
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,19 +31,20 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="promolecule", help="'promolecule' or a trained model folder")
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets" / "qm9-pbe-def2svp")
+    parser.add_argument("--data", type=Path, nargs="+", default=[ROOT.parent / "shared" / "datasets" / "qm9-pbe-def2svp"])
+    parser.add_argument("--split", choices=("validation", "train", "any"), default="validation")
     parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "reference-grids")
     parser.add_argument("--spacing", type=float, default=0.1, help="grid spacing, Angstrom")
     parser.add_argument("--margin", type=float, default=4.0, help="vacuum around the molecule, Angstrom")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N molecules")
     args = parser.parse_args()
 
-    samples = [s for s in find_samples(args.data, args.spacing, args.margin) if s.split == "validation"]
-    samples = samples[: args.limit]
+    samples = [s for folder in args.data for s in find_samples(folder, args.spacing, args.margin)]
+    samples = [s for s in samples if args.split == "any" or s.split == args.split][: args.limit]
     model = load_model(args.model)
     cache = GridCache(args.cache)
-    scores, seconds = [], []
-    print(f"model {args.model}: {len(samples)} validation molecules, grid {args.spacing} A, margin {args.margin} A")
+    scores, seconds, dipoles = [], [], []
+    print(f"model {args.model}: {len(samples)} molecules ({args.split}), grid {args.spacing} A, margin {args.margin} A")
     for sample in samples:
         reference = cache.values(sample)
         start = time.perf_counter()
@@ -49,9 +53,12 @@ def main() -> None:
             score = grid_nmae(mixture, sample, reference).item()
         seconds.append(time.perf_counter() - start)
         scores.append(score)
-        print(f"{sample.name}  atoms {len(sample.atoms):3d}  NMAE {100 * score:7.3f} %  {seconds[-1]:6.2f} s")
+        dipoles.append(DEBYE * dipole_error(mixture, sample, sample.reference_dipole()).item())
+        print(f"{sample.name}  atoms {len(sample.atoms):3d}  NMAE {100 * score:7.3f} %  dipole error "
+              f"{dipoles[-1]:6.3f} D  {seconds[-1]:6.2f} s")
     print(
         f"mean NMAE {100 * statistics.mean(scores):.3f} %, median {100 * statistics.median(scores):.3f} %, "
+        f"max {100 * max(scores):.3f} %; mean dipole error {statistics.mean(dipoles):.3f} D; "
         f"predict + grid evaluation {statistics.mean(seconds):.2f} s per molecule (torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads)"
     )
