@@ -72,6 +72,18 @@ def _line_range(a: float, b: float, c: float, m2: float, n: int) -> tuple[int, i
     return l0, max(l0, l1)
 
 
+@njit(cache=True, inline="always")
+def _line_start(lo, gx: int, iy: int, l0: int, ny: int, nz: int, periodic) -> tuple[int, int]:  # pragma: no cover
+    """Flat index of the grid row (gx, y) that box line ``iy`` lands on, and the z index of its point ``l0``."""
+    gy = lo[1] + iy
+    if periodic[1]:
+        gy %= ny
+    gz = lo[2] + l0
+    if periodic[2]:
+        gz %= nz
+    return (gx * ny + gy) * nz, gz
+
+
 def _plane_stride(n: int) -> int:
     """A stride coprime to ``n`` near n / golden ratio: task t takes x-plane (t * stride) % n."""
     s = max(1, int(n * _GOLDEN))
@@ -107,13 +119,7 @@ def _grid_forward(lo, dims, base, step, pref, cutoff_sq, shape, periodic, stride
                     l0, l1 = _line_range(a, b, c, cutoff_sq[k], dz)
                     if l0 >= l1:
                         continue
-                    gy = lo[k, 1] + iy
-                    if periodic[1]:
-                        gy %= ny
-                    gz = lo[k, 2] + l0
-                    if periodic[2]:
-                        gz %= nz
-                    row = (gx * ny + gy) * nz
+                    row, gz = _line_start(lo[k], gx, iy, l0, ny, nz, periodic)
                     for seed in range(l0, l1, _RESEED):
                         e = pref[k] * math.exp(-0.5 * (c + seed * (2.0 * b + seed * a)))
                         r = math.exp(-(b + (seed + 0.5) * a))
@@ -161,13 +167,7 @@ def _grid_backward(lo, dims, base, step, offset, white, voxels, pref, cutoff_sq,
                 l0, l1 = _line_range(a, b, c, cutoff_sq[k], dz)
                 if l0 >= l1:
                     continue
-                gy = lo[k, 1] + iy
-                if periodic[1]:
-                    gy %= ny
-                gz = lo[k, 2] + l0
-                if periodic[2]:
-                    gz %= nz
-                row = (gx * ny + gy) * nz
+                row, gz = _line_start(lo[k], gx, iy, l0, ny, nz, periodic)
                 s0 = s1 = s2 = 0.0
                 for seed in range(l0, l1, _RESEED):
                     e = math.exp(-0.5 * (c + seed * (2.0 * b + seed * a)))
