@@ -91,7 +91,7 @@ def test_class_attributes_are_not_mutated(counting):
     atoms = water(counting, spacing=0.3)
     atoms.get_dipole_moment()
     atoms.calc.set(margin=2.0)
-    assert ElectraCalculator.implemented_properties == ["dipole"]
+    assert ElectraCalculator.implemented_properties == ["dipole", "quadrupole", "charges"]
     assert Calculator.implemented_properties == []
     assert ElectraCalculator.default_parameters == {"model": "default", "device": "auto", "spacing": 0.1, "margin": 4.0}
     assert atoms.calc.implemented_properties is ElectraCalculator.implemented_properties
