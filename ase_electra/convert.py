@@ -61,6 +61,8 @@ def convert(
     batch_size: int = 1,
     overwrite: bool = False,
     png: bool = False,
+    esp: bool = False,
+    esp_spacing: float = 0.2,
     max_points: int = DEFAULT_MAX_POINTS,
     progress: Callable[[list[FrameJob]], Iterable[FrameJob]] | None = None,
 ) -> ConversionSummary:
@@ -80,6 +82,12 @@ def convert(
         Also write ``<output stem>.png`` per frame: log-scale density slices through the
         principal plane (:mod:`ase_electra.render`). A frame is done when both files exist;
         an existing density file is kept unless ``overwrite``.
+    esp : bool
+        Also write ``<output stem>_esp.cube`` per frame: the electrostatic potential of
+        nuclei plus electrons in Hartree per unit charge on a box grid of ``esp_spacing``
+        (Angstrom) with the same ``margin``
+        (:mod:`ase_electra.properties.electrostatics`). Molecules only: a periodic frame
+        raises InvalidInputError before anything is written.
     progress : callable, optional
         Wraps the frames still to write (e.g. ``tqdm``).
     """
@@ -89,7 +97,13 @@ def convert(
         raise InvalidInputError(f"batch size: expected >= 1, got {batch_size}")
     start = time.perf_counter()
     jobs = plan_frames(files, out_dir, SUFFIX[fmt], index)
-    todo = [job for job in jobs if overwrite or not all(p.exists() for p in _outputs(job, png))]
+    if esp:
+        periodic = next((job for job in jobs if job.atoms.pbc.any()), None)
+        if periodic is not None:
+            raise InvalidInputError(
+                f"{periodic.where}: --esp supports molecules only (no Ewald sum for periodic structures)"
+            )
+    todo = [job for job in jobs if overwrite or not all(p.exists() for p in _outputs(job, png, esp))]
     out_dir.mkdir(parents=True, exist_ok=True)
     stream = iter(progress(todo) if progress else todo)
     while batch := list(itertools.islice(stream, batch_size)):
@@ -105,12 +119,35 @@ def convert(
                 write_density(job.output, density, format=fmt)
             if png and (overwrite or not job.output.with_suffix(".png").exists()):
                 _write_png(job, picture, model.name)
+        if esp:
+            _write_esp([job for job in batch if overwrite or not _esp_path(job).exists()], model, esp_spacing,
+                       margin, max_points)
     return ConversionSummary(len(jobs), len(todo), len(jobs) - len(todo), time.perf_counter() - start)
 
 
-def _outputs(job: FrameJob, png: bool) -> list[Path]:
+def _outputs(job: FrameJob, png: bool, esp: bool) -> list[Path]:
     """The files a finished ``job`` leaves."""
-    return [job.output, job.output.with_suffix(".png")] if png else [job.output]
+    return [job.output] + ([job.output.with_suffix(".png")] if png else []) + ([_esp_path(job)] if esp else [])
+
+
+def _esp_path(job: FrameJob) -> Path:
+    return job.output.with_name(f"{job.output.stem}_esp.cube")
+
+
+def _write_esp(jobs: list[FrameJob], model: DensityModel, spacing: float, margin: float, max_points: int) -> None:
+    """``<output stem>_esp.cube`` of each job, Hartree per unit charge (the model runs once per batch)."""
+    if not jobs:
+        return
+    import torch
+
+    from .properties import potential_on_grid, write_potential_cube
+
+    with torch.no_grad():
+        mixtures = model.predict([job.atoms for job in jobs]).split()
+    for job, mixture in zip(jobs, mixtures):
+        grid = grid_for(job.atoms, spacing, margin, max_points)
+        potential = potential_on_grid(mixture, job.atoms.numbers, job.atoms.positions, grid)  # volts
+        write_potential_cube(_esp_path(job), job.atoms, grid, potential)
 
 
 def _write_png(job: FrameJob, density: Density, model_name: str) -> None:

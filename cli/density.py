@@ -29,13 +29,19 @@ from ._common import traceback_option, user_errors
 @click.option("--overwrite", is_flag=True, help="Rewrite outputs that already exist.")
 @click.option("--png", is_flag=True,
               help="Also write OUTPUT/<stem>.png per frame: log-scale density slices through the principal plane.")
+@click.option("--esp", is_flag=True,
+              help="Also write OUTPUT/<stem>_esp.cube per frame: the electrostatic potential (nuclei + electrons) "
+                   "in Hartree per unit charge, as cubegen writes it. Molecules only.")
+@click.option("--esp-spacing", type=click.FloatRange(min=0, min_open=True), default=0.2,
+              help="Grid spacing of the --esp cube, Angstrom (same margin as the density).")
 @traceback_option
-def main(files, out_dir, model, fmt, spacing, margin, index, batch_size, device, overwrite, png, traceback):
+def main(files, out_dir, model, fmt, spacing, margin, index, batch_size, device, overwrite, png, esp, esp_spacing,
+         traceback):
     """Predict the electron density of every frame of FILES (any format ASE reads).
 
     Writes OUTPUT/<stem>.<format> for a file with one frame and
     OUTPUT/<stem>_<frame>.<format> otherwise (and a .png of the same stem with
-    --png); existing outputs are skipped.
+    --png, <stem>_esp.cube with --esp); existing outputs are skipped.
     """
     from tqdm import tqdm
 
@@ -46,7 +52,7 @@ def main(files, out_dir, model, fmt, spacing, margin, index, batch_size, device,
         density_model = load_model(model, device=_device(device))
         summary = convert(
             list(files), out_dir, density_model, fmt=fmt, spacing=spacing, margin=margin, index=index,
-            batch_size=batch_size, overwrite=overwrite, png=png,
+            batch_size=batch_size, overwrite=overwrite, png=png, esp=esp, esp_spacing=esp_spacing,
             progress=lambda todo: tqdm(todo, desc="frames", unit="frame", dynamic_ncols=True),
         )
     click.echo(summary.line(out_dir))

@@ -1,0 +1,130 @@
+"""electra-properties end to end (extxyz round trip, resume, bad input) and electra-density --esp."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase.build import bulk, molecule
+from ase.io import read, write
+from ase.units import Bohr
+from click.testing import CliRunner
+
+from ase_electra.cli.density import main as density_main
+from ase_electra.cli.properties import main
+from ase_electra.io import read_cube
+from ase_electra.models import load_model
+from ase_electra.properties import (
+    HARTREE_PER_VOLT,
+    dipole_moment,
+    electrostatic_potential,
+    hirshfeld_charges,
+    quadrupole_moment,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def run(command, *args):
+    return CliRunner().invoke(command, [str(a) for a in args])
+
+
+@pytest.fixture
+def trajectory(tmp_path):
+    frames = [molecule("CH3OH") for _ in range(5)]
+    for i, atoms in enumerate(frames):
+        atoms.positions += 0.02 * i * np.sin(np.arange(18).reshape(6, 3))
+    path = tmp_path / "md.xyz"
+    write(path, frames)
+    return path
+
+
+def test_extxyz_round_trip_matches_the_library(tmp_path, trajectory):
+    out = tmp_path / "props.extxyz"
+    result = run(main, trajectory, "-o", out, "--model", "promolecule", "--batch-size", "2")
+    assert result.exit_code == 0, result.output
+    assert "5 frames: 5 written, 0 already present" in result.output
+    back = read(out, ":")
+    model = load_model("promolecule")
+    for i, (record, atoms) in enumerate(zip(back, read(trajectory, ":"))):
+        mixture = model.predict([atoms])
+        assert record.info["frame"] == i and record.info["source"] == "md.xyz"
+        np.testing.assert_allclose(record.positions, atoms.positions, atol=1e-7)
+        np.testing.assert_allclose(record.get_charges(), hirshfeld_charges(mixture, atoms.numbers, atoms.positions),
+                                   atol=1e-7)
+        np.testing.assert_allclose(record.get_dipole_moment(), dipole_moment(mixture, atoms.numbers, atoms.positions),
+                                   atol=1e-7)
+        np.testing.assert_allclose(record.info["quadrupole"],
+                                   quadrupole_moment(mixture, atoms.numbers, atoms.positions), atol=1e-7)
+
+
+def test_resume_keeps_frames_and_drops_a_cut_record(tmp_path, trajectory):
+    out = tmp_path / "props.extxyz"
+    assert run(main, trajectory, "-o", out, "--model", "promolecule", "--index", ":3").exit_code == 0
+    first = out.read_bytes()
+    out.write_bytes(first + first[: len(first) // 5])  # an interrupted append: a partial fourth record
+    result = run(main, trajectory, "-o", out, "--model", "promolecule")
+    assert result.exit_code == 0, result.output
+    assert "5 frames: 2 written, 3 already present" in result.output
+    assert out.read_bytes().startswith(first)
+    assert [a.info["frame"] for a in read(out, ":")] == [0, 1, 2, 3, 4]
+    again = run(main, trajectory, "-o", out, "--model", "promolecule")
+    assert "0 written, 5 already present" in again.output
+
+
+def test_resume_refuses_an_output_of_other_structures(tmp_path, trajectory):
+    out = tmp_path / "props.extxyz"
+    other = tmp_path / "other.xyz"
+    write(other, molecule("H2O"))
+    assert run(main, other, "-o", out, "--model", "promolecule").exit_code == 0
+    result = run(main, trajectory, "-o", out, "--model", "promolecule")
+    assert result.exit_code == 1
+    assert "use --overwrite" in result.output and len(result.output.strip().splitlines()) == 1
+    assert run(main, trajectory, "-o", out, "--model", "promolecule", "--overwrite").exit_code == 0
+    assert len(read(out, ":")) == 5
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "no such file"),
+    ("periodic", "molecules only"),
+    ("unknown", "not supported by model"),
+])
+def test_bad_input_one_line_error_no_output(tmp_path, case, message):
+    path = tmp_path / "in.xyz"
+    if case == "periodic":
+        write(path, bulk("Si", "diamond", a=5.43), format="extxyz")
+    elif case == "unknown":
+        write(path, molecule("SiH4"))
+    out = tmp_path / "props.extxyz"
+    result = run(main, path, "-o", out, "--model", "default")
+    assert result.exit_code == 1
+    assert message in result.output.lower() and len(result.output.strip().splitlines()) == 1
+    assert not out.exists() or out.read_text() == ""
+
+
+def test_density_esp_writes_a_hartree_cube(tmp_path):
+    path = tmp_path / "water.xyz"
+    atoms = molecule("H2O")
+    write(path, atoms)
+    result = run(density_main, path, "-o", tmp_path / "out", "--model", "promolecule", "--spacing", "0.4",
+                 "--margin", "2.0", "--esp", "--esp-spacing", "0.5")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["water.cube", "water_esp.cube"]
+    esp = read_cube(tmp_path / "out" / "water_esp.cube")
+    np.testing.assert_allclose(esp.grid.spacing, 0.5, atol=1e-6)
+    hartree = esp.values.reshape(-1) * Bohr**3
+    pts = esp.grid.points()
+    expected = electrostatic_potential(load_model("promolecule").predict([atoms]), atoms.numbers, atoms.positions,
+                                       pts) * HARTREE_PER_VOLT
+    np.testing.assert_allclose(hartree, expected, rtol=1e-5, atol=1e-9)
+    assert "0 written, 1 already present" in run(density_main, path, "-o", tmp_path / "out", "--model",
+                                                 "promolecule", "--spacing", "0.4", "--margin", "2.0",
+                                                 "--esp", "--esp-spacing", "0.5").output
+
+
+def test_density_esp_refuses_periodic_structures(tmp_path):
+    path = tmp_path / "POSCAR"
+    write(path, bulk("Si", "diamond", a=5.43), format="vasp")
+    result = run(density_main, path, "-o", tmp_path / "out", "--model", "promolecule", "--spacing", "0.5", "--esp")
+    assert result.exit_code == 1
+    assert "molecules only" in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
