@@ -135,7 +135,11 @@ def _esp_path(job: FrameJob) -> Path:
 
 
 def _write_esp(jobs: list[FrameJob], model: DensityModel, spacing: float, margin: float, max_points: int) -> None:
-    """``<output stem>_esp.cube`` of each job, Hartree per unit charge (the model runs once per batch)."""
+    """``<output stem>_esp.cube`` of each job, Hartree per unit charge.
+
+    The batch goes through the model a second time (the densities above keep only grid
+    values); that costs milliseconds against seconds for the potential.
+    """
     if not jobs:
         return
     import torch

@@ -131,8 +131,9 @@ def main() -> None:
         points = surface_points(record.numbers, record.positions, args.density)
         start = time.perf_counter()
         ref = reference_properties(record, origin, points, args.grid_level)
+        seconds = time.perf_counter() - start
         line = (f"{record.name} atoms {len(atoms):2d} points {len(points):5d} "
-                f"reference int rho - N {ref['electrons'] - record.n_electrons:+.1e} ({time.perf_counter() - start:.0f} s)")
+                f"reference int rho - N {ref['electrons'] - record.n_electrons:+.1e} ({seconds:.0f} s)")
         for name, model in models.items():
             start = time.perf_counter()
             got = model_properties(model, atoms, origin, points)
