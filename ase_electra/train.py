@@ -60,14 +60,12 @@ from .evaluate import evaluate, evaluate_points
 from .gaussians import GaussianMixture
 from .io._atomic import atomic_path
 from .models.electra import ElectraDensityModel, default_config
+from .properties.multipoles import DEBYE
 from .nn.model import ElectraConfig, ElectraModel
 
 __all__ = ["TrainConfig", "TrainResult", "model_config_for", "train", "grid_nmae", "probe_nmae", "dipole_error"]
 
 CHECKPOINT, BEST, LOG, CONFIG = "checkpoint.pt", "best", "log.csv", "train_config.json"
-
-#: Debye per e * Angstrom.
-DEBYE = 4.803204
 
 #: Fields that may differ between a run and its resumption.
 _RESUMABLE = frozenset({"epochs", "max_minutes", "max_steps", "checkpoint_every", "device", "monitor_train"})
@@ -401,7 +399,7 @@ class _Run:
             p.epoch_seconds += time.monotonic() - t0
             improved, p.best = val < p.best, min(p.best, val)
             loss_sum, loss_count = self.ranks.sum([p.loss_sum, float(p.loss_count)])
-            row = (p.epoch + 1, p.step, loss_sum / loss_count, train_nmae, val, val_dipole * DEBYE,
+            row = (p.epoch + 1, p.step, loss_sum / loss_count, train_nmae, val, val_dipole / DEBYE,
                    self.scheduler.get_last_lr()[0], p.epoch_seconds)  # fmt: skip
             self.scheduler.step()
             p.epoch, p.batch, p.loss_sum, p.loss_count, p.epoch_seconds = p.epoch + 1, 0, 0.0, 0, 0.0

@@ -23,7 +23,8 @@ import torch
 
 from ase_electra.datasets import GridCache, find_samples
 from ase_electra.models import load_model
-from ase_electra.train import DEBYE, dipole_error, grid_nmae
+from ase_electra.properties.multipoles import DEBYE
+from ase_electra.train import dipole_error, grid_nmae
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,7 +54,7 @@ def main() -> None:
             score = grid_nmae(mixture, sample, reference).item()
         seconds.append(time.perf_counter() - start)
         scores.append(score)
-        dipoles.append(DEBYE * dipole_error(mixture, sample, sample.reference_dipole()).item())
+        dipoles.append(dipole_error(mixture, sample, sample.reference_dipole()).item() / DEBYE)
         print(f"{sample.name}  atoms {len(sample.atoms):3d}  NMAE {100 * score:7.3f} %  dipole error "
               f"{dipoles[-1]:6.3f} D  {seconds[-1]:6.2f} s")
     print(
