@@ -9,8 +9,9 @@ r_l = exp(-(B + (l + 1/2) A)): three ``exp`` per line instead of one per point, 
 multiplications per point, exact for skewed cells (the method of CP2K's and PySCF's
 grid collocation). Each line runs only over the l where q <= m_k^2 (the roots of the
 quadratic), so points beyond the cut-off cost nothing. The recurrence runs in float64
-and restarts every ``_RESEED`` points, so over a line of 400 points it stays within
-1e-13 of direct ``exp``.
+and restarts every ``_RESEED`` points (and where a periodic line wraps), so over a line
+of 400 points it stays within 1e-13 of direct ``exp``; within a run, even and odd points
+follow two interleaved recurrences, so the multiplications do not wait on each other.
 
 Threads never race on the grid: the grid's x-planes are shared out among the threads
 (in a scattered order, so each thread gets planes from all over the molecule), and each
@@ -73,15 +74,49 @@ def _line_range(a: float, b: float, c: float, m2: float, n: int) -> tuple[int, i
 
 
 @njit(cache=True, inline="always")
-def _line_start(lo, gx: int, iy: int, l0: int, ny: int, nz: int, periodic) -> tuple[int, int]:  # pragma: no cover
-    """Flat index of the grid row (gx, y) that box line ``iy`` lands on, and the z index of its point ``l0``."""
+def _line_row(lo, gx: int, iy: int, ny: int, nz: int, periodic) -> int:  # pragma: no cover
+    """Flat index of the first point of the grid row (gx, y) that box line ``iy`` lands on."""
     gy = lo[1] + iy
     if periodic[1]:
         gy %= ny
-    gz = lo[2] + l0
-    if periodic[2]:
+    return (gx * ny + gy) * nz
+
+
+@njit(cache=True, inline="always")
+def _run(lo_z: int, first: int, end: int, nz: int, periodic: bool) -> tuple[int, int]:  # pragma: no cover
+    """Grid z index of box point ``first`` and the end of the run from it: at most ``_RESEED``
+    points, never across the grid's end on a periodic axis (the next run wraps)."""
+    gz = lo_z + first
+    stop = min(end, first + _RESEED)
+    if periodic:
         gz %= nz
-    return (gx * ny + gy) * nz, gz
+        stop = min(stop, first + nz - gz)
+    return gz, stop
+
+
+@njit(cache=True, inline="always")
+def _add_run(out, start: int, n: int, e: float, r: float, ratio: float) -> None:  # pragma: no cover
+    """out[start + i] += e_i for i < n, with e_0 = e, e_{i+1} = e_i r_i, r_{i+1} = r_i ratio.
+
+    Two interleaved chains (even and odd i, each stepping by two: e_{i+2} = e_i r_i r_{i+1})
+    so consecutive multiplications do not wait for each other.
+    """
+    odd = e * r
+    step_even = r * r * ratio  # r_i r_{i+1} at i = 0
+    ratio2 = ratio * ratio
+    step_odd = step_even * ratio2
+    ratio4 = ratio2 * ratio2
+    i = 0
+    while i + 1 < n:
+        out[start + i] += e
+        out[start + i + 1] += odd
+        e *= step_even
+        odd *= step_odd
+        step_even *= ratio4
+        step_odd *= ratio4
+        i += 2
+    if i < n:
+        out[start + i] += e
 
 
 def _plane_stride(n: int) -> int:
@@ -119,17 +154,13 @@ def _grid_forward(lo, dims, base, step, pref, cutoff_sq, shape, periodic, stride
                     l0, l1 = _line_range(a, b, c, cutoff_sq[k], dz)
                     if l0 >= l1:
                         continue
-                    row, gz = _line_start(lo[k], gx, iy, l0, ny, nz, periodic)
-                    for seed in range(l0, l1, _RESEED):
-                        e = pref[k] * math.exp(-0.5 * (c + seed * (2.0 * b + seed * a)))
-                        r = math.exp(-(b + (seed + 0.5) * a))
-                        for _ in range(seed, min(l1, seed + _RESEED)):
-                            out[row + gz] += e
-                            e *= r
-                            r *= ratio
-                            gz += 1
-                            if gz == nz:
-                                gz = 0
+                    row = _line_row(lo[k], gx, iy, ny, nz, periodic)
+                    first = l0
+                    while first < l1:
+                        gz, stop = _run(lo[k, 2], first, l1, nz, periodic[2])
+                        e = pref[k] * math.exp(-0.5 * (c + first * (2.0 * b + first * a)))
+                        _add_run(out, row + gz, stop - first, e, math.exp(-(b + (first + 0.5) * a)), ratio)
+                        first = stop
 
 
 @njit(cache=True, parallel=True)
@@ -167,21 +198,21 @@ def _grid_backward(lo, dims, base, step, offset, white, voxels, pref, cutoff_sq,
                 l0, l1 = _line_range(a, b, c, cutoff_sq[k], dz)
                 if l0 >= l1:
                     continue
-                row, gz = _line_start(lo[k], gx, iy, l0, ny, nz, periodic)
+                row = _line_row(lo[k], gx, iy, ny, nz, periodic)
                 s0 = s1 = s2 = 0.0
-                for seed in range(l0, l1, _RESEED):
-                    e = math.exp(-0.5 * (c + seed * (2.0 * b + seed * a)))
-                    r = math.exp(-(b + (seed + 0.5) * a))
-                    for l in range(seed, min(l1, seed + _RESEED)):
-                        ge = grad[row + gz] * e
+                first = l0
+                while first < l1:
+                    gz, stop = _run(lo[k, 2], first, l1, nz, periodic[2])
+                    e = math.exp(-0.5 * (c + first * (2.0 * b + first * a)))
+                    r = math.exp(-(b + (first + 0.5) * a))
+                    for l in range(first, stop):
+                        ge = grad[row + gz + l - first] * e
                         s0 += ge
                         s1 += ge * l
                         s2 += ge * l * l
                         e *= r
                         r *= ratio
-                        gz += 1
-                        if gz == nz:
-                            gz = 0
+                    first = stop
                 t0 += s0
                 for i in range(3):
                     tz[i] += s0 * u[i] + s1 * s[i]
@@ -369,7 +400,8 @@ class _GridDensity(torch.autograd.Function):
         arrays["base"] = np.einsum("kab,kb->ka", arrays["white"], arrays["offset"])  # (K, 3)
         arrays["step"] = np.ascontiguousarray(np.einsum("kcb,ab->kca", arrays["white"], arrays["voxels"]))  # (K, 3, 3)
         a = arrays
-        out = np.zeros(int(np.prod(a["shape"])))
+        out = np.empty(int(np.prod(a["shape"])))
+        out.fill(0.0)  # touch every page here: page faults inside the parallel kernel serialise the threads
         _grid_forward(a["lo"], a["dims"], a["base"], a["step"], a["pref"], a["cutoff_sq"], a["shape"],
                       a["periodic"], _plane_stride(int(a["shape"][0])), out)  # fmt: skip
         ctx.arrays = arrays
