@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -144,7 +143,9 @@ def _available(backend: str) -> str | None:
 
 
 def _time(run: Callable[[], torch.Tensor], repeat: int, warm: bool, cuda: bool) -> tuple[float | None, float, torch.Tensor]:
-    """(warm-up seconds or None, median seconds of ``repeat`` timed calls, last result).
+    """(warm-up seconds or None, fastest of ``repeat`` timed calls in seconds, last result).
+
+    The fastest, not the median: on a shared machine the other runs measure the neighbours.
 
     Compiled back-ends get one untimed warm-up call (numba loads or compiles its kernels,
     CuPy compiles its kernel there); torch has nothing to warm up.
@@ -159,7 +160,7 @@ def _time(run: Callable[[], torch.Tensor], repeat: int, warm: bool, cuda: bool) 
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     warmup = times.pop(0) if warm else None
-    return warmup, statistics.median(times), result
+    return warmup, min(times), result
 
 
 def run(cases: list[str], backends: list[str], repeat: int, dtype: torch.dtype, tolerance: float, seed: int = 0) -> None:
@@ -168,7 +169,7 @@ def run(cases: list[str], backends: list[str], repeat: int, dtype: torch.dtype, 
     print(
         "Gaussian-point evaluations = sum over Gaussians of the 5-sigma index-box volume, the same "
         f"count for every back-end; n_sigma = {DEFAULT_N_SIGMA}, tolerance = {tolerance:g} e/A^3, {dtype}, "
-        f"median of {repeat} timed runs; compiled back-ends first run once untimed (warm-up s)."
+        f"fastest of {repeat} timed runs; compiled back-ends first run once untimed (warm-up s)."
     )
     print(f"torch {torch.__version__}, {torch.get_num_threads()} torch CPU threads, CUDA: {torch.cuda.is_available()}")
     header = f"{'case':9} {'gaussians':>9} {'grid':>14} {'evaluations':>11} {'backend':10} "
