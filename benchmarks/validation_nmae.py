@@ -46,6 +46,8 @@ def main() -> None:
     cache = GridCache(args.cache)
     scores, seconds, dipoles = [], [], []
     print(f"model {args.model}: {len(samples)} molecules ({args.split}), grid {args.spacing} A, margin {args.margin} A")
+    with torch.no_grad():  # untimed warm-up: numba loads (or compiles) its kernels on the first call
+        grid_nmae(model.predict([samples[0].atoms]), samples[0], cache.values(samples[0]))
     for sample in samples:
         reference = cache.values(sample)
         start = time.perf_counter()
