@@ -62,14 +62,14 @@ _MIN_CELL, _MAX_CELLS = 0.05, 1 << 21
 
 # ---------------------------------------------------------------------- grid kernels
 @njit(cache=True, inline="always")
-def _line_range(a: float, b: float, c: float, m2: float, n: int) -> tuple[int, int]:
-    """Integers l in [0, n) with a l^2 + 2 b l + c <= m2, as a half-open range (l0, l1)."""
+def _line_range(a: float, inv_a: float, b: float, c: float, m2: float, n: int) -> tuple[int, int]:
+    """Integers l in [0, n) with a l^2 + 2 b l + c <= m2, as a half-open range (l0, l1); inv_a = 1 / a."""
     disc = b * b - a * (c - m2)
     if disc < 0.0:
         return 0, 0
     root = math.sqrt(disc)
-    l0 = max(0, int(math.ceil((-b - root) / a)))
-    l1 = min(n, int(math.floor((-b + root) / a)) + 1)
+    l0 = max(0, int(math.ceil((-b - root) * inv_a)))
+    l1 = min(n, int(math.floor((-b + root) * inv_a)) + 1)
     return l0, max(l0, l1)
 
 
@@ -143,7 +143,7 @@ def _grid_forward(lo, dims, base, step, pref, cutoff_sq, shape, periodic, stride
             elif first < 0 or first >= dx:
                 continue
             a = step[k, 0, 2] ** 2 + step[k, 1, 2] ** 2 + step[k, 2, 2] ** 2
-            ratio = math.exp(-a)
+            ratio, inv_a = math.exp(-a), 1.0 / a
             for ix in range(first, dx, nx):
                 for iy in range(dy):
                     u0 = base[k, 0] + ix * step[k, 0, 0] + iy * step[k, 0, 1]
@@ -151,7 +151,7 @@ def _grid_forward(lo, dims, base, step, pref, cutoff_sq, shape, periodic, stride
                     u2 = base[k, 2] + ix * step[k, 2, 0] + iy * step[k, 2, 1]
                     b = u0 * step[k, 0, 2] + u1 * step[k, 1, 2] + u2 * step[k, 2, 2]
                     c = u0 * u0 + u1 * u1 + u2 * u2
-                    l0, l1 = _line_range(a, b, c, cutoff_sq[k], dz)
+                    l0, l1 = _line_range(a, inv_a, b, c, cutoff_sq[k], dz)
                     if l0 >= l1:
                         continue
                     row = _line_row(lo[k], gx, iy, ny, nz, periodic)
@@ -179,7 +179,7 @@ def _grid_backward(lo, dims, base, step, offset, white, voxels, pref, cutoff_sq,
         s = step[k, :, 2]
         v = voxels[2]
         a = s[0] * s[0] + s[1] * s[1] + s[2] * s[2]
-        ratio = math.exp(-a)
+        ratio, inv_a = math.exp(-a), 1.0 / a
         t0 = 0.0
         tz = np.zeros(3)
         tzd = np.zeros((3, 3))
@@ -195,7 +195,7 @@ def _grid_backward(lo, dims, base, step, offset, white, voxels, pref, cutoff_sq,
                     d[i] = offset[k, i] + ix * voxels[0, i] + iy * voxels[1, i]
                 b = u[0] * s[0] + u[1] * s[1] + u[2] * s[2]
                 c = u[0] * u[0] + u[1] * u[1] + u[2] * u[2]
-                l0, l1 = _line_range(a, b, c, cutoff_sq[k], dz)
+                l0, l1 = _line_range(a, inv_a, b, c, cutoff_sq[k], dz)
                 if l0 >= l1:
                     continue
                 row = _line_row(lo[k], gx, iy, ny, nz, periodic)
