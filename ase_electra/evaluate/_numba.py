@@ -270,31 +270,33 @@ def _cell_box(centre, reach, lower, size, n_cells):  # pragma: no cover
 
 @njit(cache=True)
 def _gaussians_per_cell(centres, reach, lower, size, n_cells):  # pragma: no cover
-    """Which Gaussians reach each cell: CSR (start (C + 1,), members), members in Gaussian order."""
+    """Which Gaussians reach each cell: CSR (start (C + 1,), members), members in Gaussian order.
+
+    Two passes over the same cells: the first counts, the second fills.
+    """
     n_total = n_cells[0] * n_cells[1] * n_cells[2]
     count = np.zeros(n_total + 1, dtype=np.int64)
-    for k in range(centres.shape[0]):
-        first, last = _cell_box(centres[k], reach[k], lower, size, n_cells)
-        if first[0] < 0:
-            continue
-        for a in range(first[0], last[0] + 1):
-            for b in range(first[1], last[1] + 1):
-                for c in range(first[2], last[2] + 1):
-                    count[(a * n_cells[1] + b) * n_cells[2] + c + 1] += 1
-    for c in range(1, n_total + 1):
-        count[c] += count[c - 1]
-    members = np.empty(count[n_total], dtype=np.int64)
+    members = np.empty(0, dtype=np.int64)
     fill = count[:-1].copy()
-    for k in range(centres.shape[0]):
-        first, last = _cell_box(centres[k], reach[k], lower, size, n_cells)
-        if first[0] < 0:
-            continue
-        for a in range(first[0], last[0] + 1):
-            for b in range(first[1], last[1] + 1):
-                for c in range(first[2], last[2] + 1):
-                    cell = (a * n_cells[1] + b) * n_cells[2] + c
-                    members[fill[cell]] = k
-                    fill[cell] += 1
+    for filling in (False, True):
+        if filling:
+            for c in range(1, n_total + 1):
+                count[c] += count[c - 1]
+            members = np.empty(count[n_total], dtype=np.int64)
+            fill = count[:-1].copy()
+        for k in range(centres.shape[0]):
+            first, last = _cell_box(centres[k], reach[k], lower, size, n_cells)
+            if first[0] < 0:
+                continue
+            for a in range(first[0], last[0] + 1):
+                for b in range(first[1], last[1] + 1):
+                    for c in range(first[2], last[2] + 1):
+                        cell = (a * n_cells[1] + b) * n_cells[2] + c
+                        if filling:
+                            members[fill[cell]] = k
+                            fill[cell] += 1
+                        else:
+                            count[cell + 1] += 1
     return count, members
 
 
