@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import io
 import itertools
-import math
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +27,7 @@ import torch
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
+from ..convert import ConversionSummary
 from ..errors import FileFormatError, InvalidInputError
 from ..models import DensityModel
 from ..models.base import check_structures
@@ -36,26 +35,9 @@ from ..structures import read_frames
 from .hirshfeld import hirshfeld_charges, reference_atoms
 from .multipoles import dipole_moment, quadrupole_moment
 
-__all__ = ["PropertiesSummary", "write_properties"]
+__all__ = ["write_properties"]
 
 _POSITION_TOLERANCE = 1e-6  # Angstrom; extxyz stores 8 decimals
-
-
-@dataclass(frozen=True)
-class PropertiesSummary:
-    """What a run did."""
-
-    frames: int
-    written: int
-    kept: int
-    seconds: float
-
-    def line(self, output: Path) -> str:
-        rate = self.written / self.seconds if self.seconds > 0 else math.inf
-        return (
-            f"{self.frames} frames: {self.written} written, {self.kept} already present, "
-            f"{self.seconds:.1f} s ({rate:.2f} frames/s) -> {output}"
-        )
 
 
 def write_properties(
@@ -67,7 +49,7 @@ def write_properties(
     batch_size: int = 8,
     overwrite: bool = False,
     progress: Callable[[list[tuple[Path, int, Atoms]]], Iterable[tuple[Path, int, Atoms]]] | None = None,
-) -> PropertiesSummary:
+) -> ConversionSummary:
     """Append the properties of every selected frame of ``files`` to ``output`` (extxyz).
 
     Parameters
@@ -113,7 +95,7 @@ def write_properties(
             fh.write(text.getvalue())
             fh.flush()
             os.fsync(fh.fileno())
-    return PropertiesSummary(len(frames), len(todo), kept, time.perf_counter() - start)
+    return ConversionSummary(len(frames), len(todo), kept, time.perf_counter() - start)
 
 
 def _records(model: DensityModel, batch: list[tuple[Path, int, Atoms]]) -> list[Atoms]:
