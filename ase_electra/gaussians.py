@@ -207,6 +207,10 @@ class GaussianMixture:
         log_det = torch.log(torch.diagonal(self.scale_tril, dim1=-2, dim2=-1)).sum(-1)
         return _LOG_NORM - log_det
 
+    def peak_values(self) -> torch.Tensor:
+        """Each Gaussian's value at its centre, w_k N(mu_k | mu_k, Sigma_k), shape (K,), e/Angstrom^3."""
+        return self.weights * torch.exp(self.log_normalisation())
+
     def whitening(self) -> torch.Tensor:
         """Inverse Cholesky factors L^-1, shape (K, 3, 3), 1/Angstrom: z = L^-1 (r - mu)."""
         eye = torch.eye(3, dtype=self.dtype, device=self.device).expand_as(self.scale_tril)

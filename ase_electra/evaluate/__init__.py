@@ -62,10 +62,10 @@ def select_backend(mixture: GaussianMixture, backend: Backend = "auto") -> Liter
         except ImportError:
             return "torch"
         return "cupy"
-    return _point_backend(mixture)
+    return _cpu_backend(mixture)
 
 
-def _point_backend(mixture: GaussianMixture) -> Literal["torch", "numba"]:
+def _cpu_backend(mixture: GaussianMixture) -> Literal["torch", "numba"]:
     """numba for CPU mixtures where it is installed, torch otherwise."""
     if mixture.device.type == "cpu" and importlib.util.find_spec("numba") is not None:
         return "numba"
@@ -169,7 +169,7 @@ def evaluate_points(
     if backend == "numba":
         _require_numba(mixture)
     elif backend == "auto":
-        backend = _point_backend(mixture)
+        backend = _cpu_backend(mixture)
     elif backend != "torch":
         raise InvalidInputError(f"backend: expected 'auto', 'torch' or 'numba', got {backend!r}")
     if backend == "numba":

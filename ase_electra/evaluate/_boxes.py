@@ -4,12 +4,13 @@ Gaussian k is cut off at the Mahalanobis radius m_k, the smaller of ``n_sigma`` 
 radius where its value falls below the absolute ``tolerance`` (e/Angstrom^3):
 m_k^2 = min(n_sigma^2, 2 ln(|p_k| / tolerance)) with p_k its peak value, and m_k = 0
 (no points) when |p_k| <= tolerance. ``tolerance = 0`` cuts every Gaussian at ``n_sigma``.
-A Gaussian cut off at m_k is the ellipsoid |L^-1 (r - mu)| <= m_k. Along grid axis i (fractional coordinate f_i = g_i . r with
-g_i the i-th column of cell^-1) it spans f_i(mu) +- n_sigma |L^T g_i|, so in grid
-indices it covers the integer range [ceil(c_i - e_i), floor(c_i + e_i)] with
-c_i = n_i f_i(mu - origin) and e_i = n_i m_k |L^T g_i|. This bound is exact for
-skewed cells. Non-periodic axes are clipped to the grid; periodic axes are not: an
-index outside [0, n_i) is a periodic image and wraps when accumulated.
+A Gaussian cut off at m_k is the ellipsoid |L^-1 (r - mu)| <= m_k. Along grid axis i
+(fractional coordinate f_i = g_i . r with g_i the i-th column of cell^-1) it spans
+f_i(mu) +- m_k |L^T g_i|, so in grid indices it covers the integer range
+[ceil(c_i - e_i), floor(c_i + e_i)] with c_i = n_i f_i(mu - origin) and
+e_i = n_i m_k |L^T g_i|. This bound is exact for skewed cells. Non-periodic axes are
+clipped to the grid; periodic axes are not: an index outside [0, n_i) is a periodic
+image and wraps when accumulated.
 
 Legend: K Gaussians.
 """
@@ -68,7 +69,7 @@ def grid_tensors(grid: Grid, like: torch.Tensor) -> tuple[torch.Tensor, torch.Te
 def index_boxes(mixture: GaussianMixture, grid: Grid, n_sigma: float, tolerance: float) -> GridBoxes:
     """Compute the :class:`GridBoxes` of ``mixture`` (one structure) on ``grid``."""
     origin, voxels, shape = grid_tensors(grid, mixture.weights)
-    prefactor = mixture.weights * torch.exp(mixture.log_normalisation())
+    prefactor = mixture.peak_values()
     cutoff_sq = cutoff_squares(prefactor, n_sigma, tolerance)
     # Geometry in float64 whatever the mixture's dtype: indices must not depend on rounding.
     inv_cell = torch.linalg.inv(torch.tensor(grid.cell, dtype=torch.float64, device=mixture.device))

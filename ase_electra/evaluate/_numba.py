@@ -503,7 +503,7 @@ def evaluate_points(
     n_images = shifts.shape[0]
     centres = (centres[None] + shifts[:, None]).reshape(-1, 3)  # (T K, 3)
     white = mixture.whitening().repeat(n_images, 1, 1)
-    pref = (mixture.weights * torch.exp(mixture.log_normalisation())).repeat(n_images)
+    pref = mixture.peak_values().repeat(n_images)
     cutoff_sq = cutoff_squares(pref, n_sigma, tolerance)
     # Half-width of each Gaussian's axis-aligned box: m_k sqrt(Sigma_aa).
     reach = torch.sqrt(cutoff_sq.detach()[:, None] * (mixture.scale_tril.detach() ** 2).sum(-1).repeat(n_images, 1))

@@ -107,7 +107,7 @@ def evaluate_points(
     reach of the cell is summed.
     """
     white = mixture.whitening()  # (K, 3, 3)
-    pref = mixture.weights * torch.exp(mixture.log_normalisation())  # (K,)
+    pref = mixture.peak_values()  # (K,)
     cutoff_sq = cutoff_squares(pref, n_sigma, tolerance).to(pref.dtype)  # (K,)
     points, centres, shifts = periodic_images(mixture, points, cell, pbc, n_sigma)  # shifts (T, 3)
     out = torch.zeros(points.shape[0], dtype=mixture.dtype, device=mixture.device)
@@ -142,7 +142,7 @@ def density_and_gradient(
     points = points.to(m.centres)
     white = m.whitening()
     precision = white.transpose(-1, -2) @ white  # (K, 3, 3), 1/A^2
-    pref = m.weights * torch.exp(m.log_normalisation())  # (K,), e/A^3
+    pref = m.peak_values()  # (K,), e/A^3
     cutoff_sq = cutoff_squares(pref, n_sigma, tolerance)  # (K,)
     origin = m.centres.mean(0) if m.n_gaussians else torch.zeros(3, dtype=torch.float64, device=points.device)
     mu = m.centres - origin
