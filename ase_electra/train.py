@@ -6,7 +6,8 @@ published) or estimated from importance-sampled probe points (``loss="probe"``, 
 :func:`~ase_electra.datasets.sample_probes`; unbiased, and far cheaper on a CPU).
 Validation is always the full-grid NMAE, averaged over the validation structures.
 AdamW with amsgrad, learning rate times ``lr_decay`` after every epoch, gradient norm
-clipping; a fresh model starts as the promolecule. With ``dipole_weight`` > 0 each
+clipping; a fresh model starts as the promolecule, a fine-tuned one (``init``) as a
+trained model (for instance the shipped default) with a fresh optimiser. With ``dipole_weight`` > 0 each
 structure's loss adds ``dipole_weight * |p_pred - p_ref|`` (e * Angstrom): the mixture's
 analytic dipole against the reference's exact one (structures without one add nothing).
 
@@ -36,6 +37,7 @@ atom positions to the features' dtype, which would round Gaussian centres to ~0.
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import functools
@@ -307,6 +309,7 @@ def train(
     model_config: ElectraConfig | None = None,
     cache: GridCache | None = None,
     resume: bool = False,
+    init: ElectraDensityModel | None = None,
     progress: bool = True,
 ) -> TrainResult:
     """Train an ELECTRA model; see the module docstring for the run folder.
@@ -324,15 +327,26 @@ def train(
         Reference grids; default ``run_dir/../cache``.
     resume : bool
         Continue from ``run_dir/checkpoint.pt``.
+    init : ElectraDensityModel, optional
+        Fine-tune: start from a copy of this trained model's weights and configuration
+        (its elements must cover the samples'); excludes ``model_config``. A resumed
+        fine-tuning run needs no ``init`` again: the checkpoint holds the weights.
     progress : bool
         Show tqdm bars on stderr (rank 0).
     """
     start = time.monotonic()
     if not train_samples or not val_samples:
         raise InvalidInputError("training and validation samples: expected at least one of each")
+    if init is not None:
+        if model_config is not None:
+            raise InvalidInputError("model config: a fine-tuned model keeps the configuration of its init model")
+        missing = sorted({int(z) for s in train_samples + val_samples for z in s.atoms.numbers} - init.elements)
+        if missing:
+            raise UnknownElementError(f"init model {init.name!r}: lacks elements {missing} of the training data")
     ranks = _Ranks.start(config.device)
     try:
-        run = _Run(train_samples, val_samples, Path(run_dir), config, model_config, cache, resume, progress, ranks)
+        run = _Run(train_samples, val_samples, Path(run_dir), config, model_config, cache, resume, progress, ranks,
+                   init)
         stopped = run.loop(deadline=None if config.max_minutes is None else start + 60 * config.max_minutes)
         ranks.barrier()
         p = run.progress
@@ -344,7 +358,8 @@ def train(
 class _Run:
     """One training run on one rank: model, optimiser, progress, and the loop."""
 
-    def __init__(self, train_samples, val_samples, run_dir, config, model_config, cache, resume, progress, ranks):
+    def __init__(self, train_samples, val_samples, run_dir, config, model_config, cache, resume, progress, ranks,
+                 init):
         from tqdm import tqdm
 
         if len(train_samples) < ranks.world:
@@ -365,8 +380,12 @@ class _Run:
         else:
             if (run_dir / CHECKPOINT).exists():
                 raise InvalidInputError(f"{run_dir / CHECKPOINT}: a run exists here; resume it or use another folder")
-            model_config = model_config or model_config_for(train_samples + val_samples)
-            self.model = ElectraDensityModel.new(model_config, device=ranks.device, seed=config.seed)
+            if init is not None:
+                module = copy.deepcopy(init.module).float()
+                self.model = ElectraDensityModel(module, device=ranks.device)
+            else:
+                model_config = model_config or model_config_for(train_samples + val_samples)
+                self.model = ElectraDensityModel.new(model_config, device=ranks.device, seed=config.seed)
             self.optimizer, self.scheduler = _optimiser(self.model, config)
             self.progress = _Progress()
             if self.writer:

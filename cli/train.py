@@ -36,6 +36,9 @@ from ._common import traceback_option, user_errors
 @click.option("--resume", is_flag=True, help="Continue the run in RUN from its checkpoint.")
 @click.option("--model-config", type=click.Path(dir_okay=False, path_type=Path),
               help="JSON file of model settings (e.g. {\"channels\": 64}) or a full model config.json.")
+@click.option("--init", "init_spec", metavar="MODEL",
+              help="Fine-tune: start from this trained model ('default', a model or run folder) "
+                   "with its configuration; excludes --model-config.")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=100, help="Steps between checkpoints.")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder of cached reference grids [default: RUN/../cache].")
@@ -46,7 +49,7 @@ from ._common import traceback_option, user_errors
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @traceback_option
 def main(data, run_dir, val_dir, val_fraction, epochs, max_minutes, loss, probes, batch_size, max_steps, lr, lr_decay,
-         dipole_weight, seed, resume, model_config, checkpoint_every, cache_dir, spacing, margin, device, traceback):
+         dipole_weight, seed, resume, model_config, init_spec, checkpoint_every, cache_dir, spacing, margin, device, traceback):
     """Train on the reference records (*.npz), cube and CHGCAR files in the DATA folders.
 
     Validation is the full-grid NMAE after every epoch; the best model is saved to
@@ -55,6 +58,8 @@ def main(data, run_dir, val_dir, val_fraction, epochs, max_minutes, loss, probes
     """
     if val_dir is not None and val_fraction is not None:
         raise click.UsageError("--val and --val-fraction exclude each other")
+    if init_spec is not None and (model_config is not None or resume):
+        raise click.UsageError("--init excludes --model-config and --resume (a checkpoint holds its weights)")
     with user_errors(traceback):
         from ase_electra.datasets import GridCache, find_samples, refuse_test, split_samples
         from ase_electra.errors import FileFormatError
@@ -79,8 +84,10 @@ def main(data, run_dir, val_dir, val_fraction, epochs, max_minutes, loss, probes
                 model = model_config_for(train_samples + val_samples, json.loads(model_config.read_text()))
             except (OSError, ValueError) as err:
                 raise FileFormatError(f"{model_config}: {err}") from None
+        init = None if init_spec is None else _trained_model(init_spec)
         cache = None if cache_dir is None else GridCache(cache_dir)
-        result = train(train_samples, val_samples, run_dir, config, model_config=model, cache=cache, resume=resume)
+        result = train(train_samples, val_samples, run_dir, config, model_config=model, cache=cache, resume=resume,
+                       init=init)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
         return
     stop = {None: "", "time": " (time limit)", "steps": " (step limit)"}[result.stopped]
@@ -89,3 +96,15 @@ def main(data, run_dir, val_dir, val_fraction, epochs, max_minutes, loss, probes
         f"{result.steps} steps in {result.seconds:.0f} s{stop}; best validation NMAE "
         f"{100 * result.best_val_nmae:.3f} % -> {run_dir / 'best'}"
     )
+
+
+def _trained_model(spec: str):
+    """The ELECTRA model named by ``--init``; the promolecule is what a fresh run starts from anyway."""
+    from ase_electra.errors import InvalidInputError
+    from ase_electra.models.base import load_model
+    from ase_electra.models.electra import ElectraDensityModel
+
+    model = load_model(spec)
+    if not isinstance(model, ElectraDensityModel):
+        raise InvalidInputError(f"--init {spec}: not a trained ELECTRA model (a fresh run starts as the promolecule)")
+    return model

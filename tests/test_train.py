@@ -23,7 +23,7 @@ from ase_electra.cli.density import main as density_main
 from ase_electra.cli.train import main
 from ase_electra.datasets import GridCache, find_samples
 from ase_electra.models import load_model
-from ase_electra.models.electra import ElectraDensityModel
+from ase_electra.models.electra import ElectraDensityModel, default_config
 from ase_electra.models.promolecule import PromoleculeModel
 from ase_electra.properties.multipoles import DEBYE
 from ase_electra.train import TrainConfig, dipole_error, grid_nmae, model_config_for, probe_nmae, train
@@ -157,6 +157,26 @@ def test_time_limit_stops_cleanly_with_a_best_model(samples, cache, tmp_path):
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["progress"]["step"] == 1
 
 
+def test_fine_tuning_starts_from_the_init_model_and_keeps_its_config(samples, cache, tmp_path):
+    run = functools.partial(train, samples[:3], samples[3:], cache=cache, progress=False)
+    first = run(tmp_path / "first", FAST, model_config=model_config_for(samples, TINY))
+    init = ElectraDensityModel.load(tmp_path / "first" / "best")
+    state = {k: v.clone() for k, v in init.module.state_dict().items()}
+    start = run(tmp_path / "start", dataclasses.replace(FAST, lr=1e-12, max_steps=1), init=init)
+    assert start.model.config == init.config
+    for name, value in start.model.module.state_dict().items():  # a copy, trained by a vanishing step
+        assert torch.allclose(value, state[name], rtol=0, atol=1e-8), name
+        assert torch.equal(init.module.state_dict()[name], state[name]), name  # the init model is untouched
+    assert start.best_val_nmae == pytest.approx(first.best_val_nmae, rel=1e-5)
+    tuned = run(tmp_path / "tuned", dataclasses.replace(FAST, lr=1e-2), init=init)
+    assert tuned.best_val_nmae < first.best_val_nmae
+    with pytest.raises(InvalidInputError, match="keeps the configuration"):
+        run(tmp_path / "both", FAST, init=init, model_config=init.config)
+    hydrogen = ElectraDensityModel.new(default_config(elements=(1,), **TINY))
+    with pytest.raises(InvalidInputError, match=r"lacks elements \[6, 7, 8\]"):
+        run(tmp_path / "hydrogen", FAST, init=hydrogen)
+
+
 # ---------------------------------------------------------------------- DistributedDataParallel
 def _ddp_worker(rank: int, world: int, port: int, records: str, cache: str, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
@@ -209,6 +229,21 @@ def test_cli_trains_and_saves_a_loadable_model(records, tmp_path):
                                                 "--model", str(tmp_path / "run"), "--spacing", "0.4"])
     assert density.exit_code == 0, density.output
     assert (tmp_path / "out" / "water.cube").is_file()
+
+
+def test_cli_fine_tunes_a_trained_model(records, tmp_path):
+    tiny = tmp_path / "tiny.json"
+    tiny.write_text(json.dumps(TINY))
+    common = ["--epochs", "1", "--probes", "256", "--spacing", "0.4", "--margin", "2.0", "--device", "cpu"]
+    assert run_cli(records, "-o", tmp_path / "first", "--model-config", tiny, *common).exit_code == 0
+    result = run_cli(records, "-o", tmp_path / "tuned", "--init", tmp_path / "first", *common)
+    assert result.exit_code == 0, result.output
+    assert load_model(tmp_path / "tuned").config == load_model(tmp_path / "first").config
+    both = run_cli(records, "-o", tmp_path / "both", "--init", tmp_path / "first", "--model-config", tiny, *common)
+    assert both.exit_code == 2 and "--init excludes --model-config" in both.output
+    promolecule = run_cli(records, "-o", tmp_path / "p", "--init", "promolecule", *common)
+    assert promolecule.exit_code == 1
+    assert promolecule.output.startswith("Error: --init promolecule: not a trained ELECTRA model")
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "corrupt", "test split", "bad checkpoint", "bad model config"])
