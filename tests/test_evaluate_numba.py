@@ -86,6 +86,33 @@ def test_a_line_of_400_points_follows_direct_exp():
     np.testing.assert_allclose(values, exact, rtol=1e-13, atol=0)
 
 
+@pytest.mark.parametrize("angle", [35.0, -60.0])
+def test_line_cursor_walks_both_ways_at_float64_precision(angle):
+    """A long Gaussian tilted in the y-z plane: each z-line starts several points from the
+    previous one (up for one tilt, down for the other; beyond ``_MAX_WALK`` near the tips),
+    and every value matches direct exp to 1e-12 relative."""
+    t = np.radians(angle)
+    rotation = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(t), -np.sin(t)], [0.0, np.sin(t), np.cos(t)]])
+    covariance = rotation @ np.diag([0.25, 1.1, 0.2]) ** 2 @ rotation.T
+    centre = np.array([0.3, 3.0, 3.0])
+    m = _mixture([2.0], [centre], [np.linalg.cholesky(covariance)])
+    g = Grid(np.diag([0.6, 6.0, 6.0]), (12, 120, 120))
+    d = g.points() - centre
+    q = np.einsum("pi,ij,pj->p", d, np.linalg.inv(covariance), d)
+    exact = 2.0 * np.exp(-0.5 * q) / ((2 * np.pi) ** 1.5 * np.sqrt(np.linalg.det(covariance))) * (q <= 25.0)
+    values = evaluate(m, g, backend="numba", tolerance=0.0).numpy().ravel()
+    assert (exact > 0).sum() > 50_000
+    np.testing.assert_allclose(values, exact, rtol=1e-12, atol=0)
+    weights = torch.tensor(np.random.default_rng(0).normal(size=g.shape))
+    grads = []
+    for backend in ("numba", "torch"):
+        leaf = [t.clone().requires_grad_() for t in (m.weights, m.centres, m.scale_tril)]
+        (evaluate(GaussianMixture(*leaf), g, backend=backend, tolerance=0.0) * weights).sum().backward()
+        grads.append([t.grad for t in leaf])
+    for compiled, reference in zip(*grads):
+        torch.testing.assert_close(compiled, reference, rtol=1e-10, atol=0)
+
+
 @pytest.mark.parametrize("periodic", [False, True])
 def test_gradients_pass_gradcheck(periodic):
     base = random_mixture(4, box=2.5, width=(0.3, 0.6))

@@ -13,6 +13,14 @@ and restarts every ``_RESEED`` points (and where a periodic line wraps), so over
 of 400 points it stays within 1e-13 of direct ``exp``; within a run, even and odd points
 follow two interleaved recurrences, so the multiplications do not wait on each other.
 
+A line's first value and ratio need no ``exp`` either, for Gaussians at least a voxel
+wide: a cursor walks from one line's first point to the next's, one grid step at a time,
+carrying e and its ratios for a step along y and along z both ways, which change by
+constant factors per step (the same quadratic form, two axes). The cursor restarts from
+direct ``exp`` every ``_CURSOR_LINES`` lines, after a skipped line, and where two lines
+start more than ``_MAX_WALK`` points apart, so its rounding stays below 1e-14 and no value
+it passes through underflows.
+
 Threads never race on the grid: the grid's x-planes are shared out among the threads
 (in a scattered order, so each thread gets planes from all over the molecule), and each
 plane sums its Gaussians in index order, so the result does not depend on the number of
@@ -54,6 +62,12 @@ _GOLDEN = 0.6180339887498949
 #: The line recurrence restarts from direct ``exp`` every this many points: its rounding
 #: error grows with the square of the run length (2.7e-12 relative over 400 points unbroken).
 _RESEED = 32
+
+#: The line cursor restarts from direct ``exp`` after this many lines, and when the next
+#: line starts more than ``_MAX_WALK`` points away. Gaussians narrower than a voxel along z or
+#: y (|s_z|^2 or |s_y|^2 above 1) start every line directly: their lines hold a few points.
+_CURSOR_LINES = 16
+_MAX_WALK = 8
 
 #: Target points per cell of the point cell list, and the bounds of the cell size (Angstrom).
 _POINTS_PER_CELL = 4.0
@@ -127,6 +141,58 @@ def _plane_stride(n: int) -> int:
     return s
 
 
+@njit(cache=True, inline="always")
+def _line_constants(step_k) -> tuple:  # pragma: no cover
+    """A Gaussian's per-step factors: a = |s_z|^2, beta = s_y . s_z, delta = |s_y|^2 and their
+    exponentials, and whether the line cursor serves it (at least a voxel wide along y and z)."""
+    a = step_k[0, 2] ** 2 + step_k[1, 2] ** 2 + step_k[2, 2] ** 2
+    beta = step_k[0, 1] * step_k[0, 2] + step_k[1, 1] * step_k[1, 2] + step_k[2, 1] * step_k[2, 2]
+    delta = step_k[0, 1] ** 2 + step_k[1, 1] ** 2 + step_k[2, 1] ** 2
+    if a <= 1.0 and delta <= 1.0:
+        return a, math.exp(-a), math.exp(a), beta, math.exp(-beta), math.exp(beta), delta, math.exp(-delta), True
+    return a, math.exp(-a), 0.0, beta, 0.0, 0.0, delta, 0.0, False
+
+
+@njit(cache=True, inline="always")
+def _line_start(cursor: tuple, kc: tuple, iy: int, l0: int, b: float, c: float, gamma: float) -> tuple:  # pragma: no cover
+    """The cursor moved to the first point ``l0`` of line ``iy``: (e, r_z, 1 / r_z(l0 - 1), r_y,
+    line, l, age), where e = exp(-q/2) there, r_z the ratio of e one step along +z and r_y one
+    step along +y. Walks from the previous line's start when it may, else starts from ``exp``.
+
+    ``kc`` is :func:`_line_constants`; b, c the line's coefficients, gamma = u . s_y.
+    """
+    e, rz, back, ry, line, l, age = cursor
+    a, ratio, iratio, beta, eb, ieb, delta, ed, smooth = kc
+    if smooth and line == iy - 1 and age < _CURSOR_LINES and abs(l0 - l) <= _MAX_WALK:
+        e *= ry  # one step along +y
+        ry *= ed
+        rz *= eb
+        back *= ieb
+        while l < l0:  # along +z
+            e *= rz
+            rz *= ratio
+            back *= iratio
+            ry *= eb
+            l += 1
+        while l > l0:  # along -z
+            e *= back
+            back *= ratio
+            rz *= iratio
+            ry *= ieb
+            l -= 1
+        return e, rz, back, ry, iy, l0, age + 1
+    e = math.exp(-0.5 * (c + l0 * (2.0 * b + l0 * a)))
+    rz = math.exp(-(b + (l0 + 0.5) * a))
+    if smooth:
+        back = ratio / rz
+        ry = math.exp(-(gamma + beta * l0 + 0.5 * delta))
+    return e, rz, back, ry, iy, l0, 1
+
+
+#: A cursor that restarts on the next line.
+_NO_CURSOR = (0.0, 0.0, 0.0, 0.0, -2, 0, 0)
+
+
 @njit(cache=True, parallel=True)
 def _grid_forward(lo, dims, base, step, pref, cutoff_sq, shape, periodic, stride, out):  # pragma: no cover
     """Add every Gaussian's values into ``out`` (flat nx * ny * nz, float64), plane by plane."""
@@ -142,9 +208,10 @@ def _grid_forward(lo, dims, base, step, pref, cutoff_sq, shape, periodic, stride
                 first %= nx
             elif first < 0 or first >= dx:
                 continue
-            a = step[k, 0, 2] ** 2 + step[k, 1, 2] ** 2 + step[k, 2, 2] ** 2
-            ratio, inv_a = math.exp(-a), 1.0 / a
+            kc = _line_constants(step[k])
+            a, ratio, inv_a = kc[0], kc[1], 1.0 / kc[0]
             for ix in range(first, dx, nx):
+                cursor = _NO_CURSOR
                 for iy in range(dy):
                     u0 = base[k, 0] + ix * step[k, 0, 0] + iy * step[k, 0, 1]
                     u1 = base[k, 1] + ix * step[k, 1, 0] + iy * step[k, 1, 1]
@@ -154,12 +221,17 @@ def _grid_forward(lo, dims, base, step, pref, cutoff_sq, shape, periodic, stride
                     l0, l1 = _line_range(a, inv_a, b, c, cutoff_sq[k], dz)
                     if l0 >= l1:
                         continue
+                    gamma = u0 * step[k, 0, 1] + u1 * step[k, 1, 1] + u2 * step[k, 2, 1]
+                    cursor = _line_start(cursor, kc, iy, l0, b, c, gamma)
                     row = _line_row(lo[k], gx, iy, ny, nz, periodic)
+                    e, r = cursor[0], cursor[1]
                     first = l0
                     while first < l1:
                         gz, stop = _run(lo[k, 2], first, l1, nz, periodic[2])
-                        e = pref[k] * math.exp(-0.5 * (c + first * (2.0 * b + first * a)))
-                        _add_run(out, row + gz, stop - first, e, math.exp(-(b + (first + 0.5) * a)), ratio)
+                        if first > l0:
+                            e = math.exp(-0.5 * (c + first * (2.0 * b + first * a)))
+                            r = math.exp(-(b + (first + 0.5) * a))
+                        _add_run(out, row + gz, stop - first, pref[k] * e, r, ratio)
                         first = stop
 
 
@@ -178,8 +250,8 @@ def _grid_backward(lo, dims, base, step, offset, white, voxels, pref, cutoff_sq,
             continue
         s = step[k, :, 2]
         v = voxels[2]
-        a = s[0] * s[0] + s[1] * s[1] + s[2] * s[2]
-        ratio, inv_a = math.exp(-a), 1.0 / a
+        kc = _line_constants(step[k])
+        a, ratio, inv_a = kc[0], kc[1], 1.0 / kc[0]
         t0 = 0.0
         tz = np.zeros(3)
         tzd = np.zeros((3, 3))
@@ -189,6 +261,7 @@ def _grid_backward(lo, dims, base, step, offset, white, voxels, pref, cutoff_sq,
             gx = lo[k, 0] + ix
             if periodic[0]:
                 gx %= nx
+            cursor = _NO_CURSOR
             for iy in range(dy):
                 for i in range(3):
                     u[i] = base[k, i] + ix * step[k, i, 0] + iy * step[k, i, 1]
@@ -198,13 +271,17 @@ def _grid_backward(lo, dims, base, step, offset, white, voxels, pref, cutoff_sq,
                 l0, l1 = _line_range(a, inv_a, b, c, cutoff_sq[k], dz)
                 if l0 >= l1:
                     continue
+                gamma = u[0] * step[k, 0, 1] + u[1] * step[k, 1, 1] + u[2] * step[k, 2, 1]
+                cursor = _line_start(cursor, kc, iy, l0, b, c, gamma)
                 row = _line_row(lo[k], gx, iy, ny, nz, periodic)
+                e, r = cursor[0], cursor[1]
                 s0 = s1 = s2 = 0.0
                 first = l0
                 while first < l1:
                     gz, stop = _run(lo[k, 2], first, l1, nz, periodic[2])
-                    e = math.exp(-0.5 * (c + first * (2.0 * b + first * a)))
-                    r = math.exp(-(b + (first + 0.5) * a))
+                    if first > l0:
+                        e = math.exp(-0.5 * (c + first * (2.0 * b + first * a)))
+                        r = math.exp(-(b + (first + 0.5) * a))
                     for l in range(first, stop):
                         ge = grad[row + gz + l - first] * e
                         s0 += ge
