@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib.util
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -142,25 +144,35 @@ def _available(backend: str) -> str | None:
     return None
 
 
-def _time(run: Callable[[], torch.Tensor], repeat: int, warm: bool, cuda: bool) -> tuple[float | None, float, torch.Tensor]:
-    """(warm-up seconds or None, fastest of ``repeat`` timed calls in seconds, last result).
+def _time(runs: dict[str, Callable[[], torch.Tensor]], repeat: int) -> dict[str, tuple[float | None, float, torch.Tensor]]:
+    """Per back-end: (warm-up seconds or None, fastest of ``repeat`` timed calls, last result).
 
-    The fastest, not the median: on a shared machine the other runs measure the neighbours.
-
-    Compiled back-ends get one untimed warm-up call (numba loads or compiles its kernels,
-    CuPy compiles its kernel there); torch has nothing to warm up.
+    The back-ends take turns, one call each per round, so a slow spell of the machine falls
+    on all of them rather than on whichever ran then (single-thread runs here vary by up to
+    30 % from one minute to the next). The fastest, not the median: on a shared machine the
+    other runs measure the neighbours. Compiled back-ends get one untimed warm-up call (numba
+    loads or compiles its kernels, CuPy compiles its kernel there); torch has nothing to warm up.
     """
-    times = []
-    for _ in range(repeat + (1 if warm else 0)):
-        if cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        result = run()
-        if cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    warmup = times.pop(0) if warm else None
-    return warmup, min(times), result
+
+    def timed(backend: str) -> tuple[float, torch.Tensor]:
+        cuda = backend in ("torch-cuda", "cupy")
+        with _numba_threads(backend):
+            if cuda:
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            result = runs[backend]()
+            if cuda:
+                torch.cuda.synchronize()
+        return time.perf_counter() - start, result
+
+    warmups = {b: timed(b)[0] if b != "torch-cpu" else None for b in runs}
+    best: dict[str, float] = {}
+    last: dict[str, torch.Tensor] = {}
+    for _ in range(repeat):
+        for backend in runs:
+            seconds, last[backend] = timed(backend)
+            best[backend] = min(best.get(backend, math.inf), seconds)
+    return {b: (warmups[b], best[b], last[b]) for b in runs}
 
 
 def run(cases: list[str], backends: list[str], repeat: int, dtype: torch.dtype, tolerance: float, seed: int = 0) -> None:
@@ -169,7 +181,7 @@ def run(cases: list[str], backends: list[str], repeat: int, dtype: torch.dtype, 
     print(
         "Gaussian-point evaluations = sum over Gaussians of the 5-sigma index-box volume, the same "
         f"count for every back-end; n_sigma = {DEFAULT_N_SIGMA}, tolerance = {tolerance:g} e/A^3, {dtype}, "
-        f"fastest of {repeat} timed runs; compiled back-ends first run once untimed (warm-up s)."
+        f"fastest of {repeat} timed rounds (back-ends take turns); compiled back-ends first run once untimed (warm-up s)."
     )
     print(f"torch {torch.__version__}, {torch.get_num_threads()} torch CPU threads, CUDA: {torch.cuda.is_available()}")
     header = f"{'case':9} {'gaussians':>9} {'grid':>14} {'evaluations':>11} {'backend':10} "
@@ -177,22 +189,21 @@ def run(cases: list[str], backends: list[str], repeat: int, dtype: torch.dtype, 
     print(header)
     for name in cases:
         work = _workload(name, rng)
-        reference, seconds_of = None, {}
+        shape = "x".join(map(str, work.grid.shape))
+        runs = {}
         for backend in backends:
             why_not = _available(backend)
-            shape = "x".join(map(str, work.grid.shape))
-            row = f"{name:9} {work.mixture.n_gaussians:9d} {shape:>14} {work.evaluations:11.3e} {backend:10} "
             if why_not is not None:
-                print(row + f"skipped: {why_not}")
+                print(f"{name:9} {work.mixture.n_gaussians:9d} {shape:>14} {work.evaluations:11.3e} {backend:10} "
+                      f"skipped: {why_not}")
                 continue
             device = "cuda" if backend in ("torch-cuda", "cupy") else "cpu"
             mixture = work.mixture.to(device=device, dtype=dtype)
             kind = backend.split("-")[0]
-            with _numba_threads(backend):
-                warmup, seconds, values = _time(
-                    lambda: evaluate(mixture, work.grid, backend=kind, tolerance=tolerance),
-                    repeat, backend != "torch-cpu", device == "cuda",
-                )  # fmt: skip
+            runs[backend] = functools.partial(evaluate, mixture, work.grid, backend=kind, tolerance=tolerance)
+        reference, seconds_of = None, {}
+        for backend, (warmup, seconds, values) in _time(runs, repeat).items():
+            row = f"{name:9} {work.mixture.n_gaussians:9d} {shape:>14} {work.evaluations:11.3e} {backend:10} "
             seconds_of[backend] = seconds
             values = values.double().cpu()
             if reference is None:
