@@ -7,7 +7,11 @@ published) or estimated from importance-sampled probe points (``loss="probe"``, 
 Validation is always the full-grid NMAE, averaged over the validation structures.
 AdamW with amsgrad, learning rate times ``lr_decay`` after every epoch, gradient norm
 clipping; a fresh model starts as the promolecule, a fine-tuned one (``init``) as a
-trained model (for instance the shipped default) with a fresh optimiser. With ``dipole_weight`` > 0 each
+trained model (for instance the shipped default) with a fresh optimiser. With ``ema`` > 0
+the run keeps an exponential moving average of the weights (:class:`WeightAverage`, as
+MACE and most interatomic-potential codes do): validation, ``best/`` and the returned
+model use the averaged weights, which smooth out the step-to-step noise of the probe
+loss; the optimiser trains the raw ones. With ``dipole_weight`` > 0 each
 structure's loss adds ``dipole_weight * |p_pred - p_ref|`` (e * Angstrom): the mixture's
 analytic dipole against the reference's exact one (structures without one add nothing).
 
@@ -37,6 +41,7 @@ atom positions to the features' dtype, which would round Gaussian centres to ~0.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import dataclasses
@@ -65,7 +70,7 @@ from .models.electra import ElectraDensityModel, default_config
 from .properties.multipoles import DEBYE
 from .nn.model import ElectraConfig, ElectraModel
 
-__all__ = ["TrainConfig", "TrainResult", "model_config_for", "train", "grid_nmae", "probe_nmae", "dipole_error"]
+__all__ = ["TrainConfig", "TrainResult", "WeightAverage", "model_config_for", "train", "grid_nmae", "probe_nmae", "dipole_error"]
 
 CHECKPOINT, BEST, LOG, CONFIG = "checkpoint.pt", "best", "log.csv", "train_config.json"
 
@@ -106,6 +111,9 @@ class TrainConfig:
         Weight of the dipole term of the loss (0: NMAE only).
     monitor_train : int
         Training structures (a fixed seeded subset) whose full-grid NMAE is logged each epoch.
+    ema : float
+        Decay of the exponential moving average of the weights per optimiser step, in [0, 1);
+        0 turns it off. 0.999 averages over about the last thousand steps.
     """
 
     epochs: int = 100
@@ -124,6 +132,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dipole_weight: float = 0.0
     monitor_train: int = 32
+    ema: float = 0.0
 
     def __post_init__(self) -> None:
         rules = {
@@ -142,6 +151,7 @@ class TrainConfig:
             "device": (self.device in ("auto", "cpu", "cuda"), "'auto', 'cpu' or 'cuda'"),
             "dipole_weight": (self.dipole_weight >= 0, ">= 0"),
             "monitor_train": (self.monitor_train >= 0, ">= 0"),
+            "ema": (0 <= self.ema < 1, "in [0, 1)"),
         }
         for name, (ok, expected) in rules.items():
             if not ok:
@@ -176,6 +186,51 @@ class TrainResult:
     seconds: float
     stopped: str | None
     model: ElectraDensityModel
+
+
+class WeightAverage:
+    """Exponential moving average of a module's floating-point parameters.
+
+    After each optimiser step, :meth:`update` sets a_t = decay a_{t-1} + (1 - decay) w_t,
+    starting from the weights at construction. :meth:`swapped` puts the averages into the
+    module for a ``with`` block (validation, saving) and restores the trained weights after.
+    """
+
+    def __init__(self, module: torch.nn.Module, decay: float) -> None:
+        if not 0 <= decay < 1:
+            raise InvalidInputError(f"weight average decay: expected in [0, 1), got {decay}")
+        self.decay = decay
+        self.params = [p for p in module.parameters() if p.is_floating_point()]
+        self.averages = [p.detach().clone() for p in self.params]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """Fold the module's current weights into the averages."""
+        for a, p in zip(self.averages, self.params):
+            a.lerp_(p.detach(), 1.0 - self.decay)
+
+    @contextlib.contextmanager
+    def swapped(self):
+        """The module holds the averaged weights inside the block, its own ones after."""
+        with torch.no_grad():
+            trained = [p.detach().clone() for p in self.params]
+            for p, a in zip(self.params, self.averages):
+                p.copy_(a)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, t in zip(self.params, trained):
+                    p.copy_(t)
+
+    def state_dict(self) -> list[torch.Tensor]:
+        return [a.detach().cpu() for a in self.averages]
+
+    def load_state_dict(self, state: list[torch.Tensor]) -> None:
+        if len(state) != len(self.averages):
+            raise InvalidInputError(f"weight average: {len(state)} tensors for {len(self.averages)} parameters")
+        for a, saved in zip(self.averages, state):
+            a.copy_(saved)
 
 
 def model_config_for(samples: list[DensitySample], overrides: Mapping[str, Any] | None = None) -> ElectraConfig:
@@ -350,7 +405,7 @@ def train(
         stopped = run.loop(deadline=None if config.max_minutes is None else start + 60 * config.max_minutes)
         ranks.barrier()
         p = run.progress
-        return TrainResult(p.best, p.epoch, p.step, time.monotonic() - start, stopped, run.model)
+        return TrainResult(p.best, p.epoch, p.step, time.monotonic() - start, stopped, run.finish())
     finally:
         ranks.stop()
 
@@ -387,6 +442,7 @@ class _Run:
                 model_config = model_config or model_config_for(train_samples + val_samples)
                 self.model = ElectraDensityModel.new(model_config, device=ranks.device, seed=config.seed)
             self.optimizer, self.scheduler = _optimiser(self.model, config)
+            self.average = WeightAverage(self.model.module, config.ema) if config.ema > 0 else None
             self.progress = _Progress()
             if self.writer:
                 (run_dir / CONFIG).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
@@ -475,6 +531,8 @@ class _Run:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.module.parameters(), config.clip_norm)
         self.optimizer.step()
+        if self.average is not None:
+            self.average.update()
         return float(loss.detach())
 
     def dipole(self, sample: DensitySample) -> np.ndarray | None:
@@ -490,7 +548,7 @@ class _Run:
         module = self.model.module
         module.eval()
         nmae = dipole = dipoles = 0.0
-        with torch.no_grad():
+        with torch.no_grad(), self.averaged():
             for s in shard:
                 mixture = module(self.model.graph([s.atoms]))
                 nmae += grid_nmae(mixture, s, self.cache.values(s)).item()
@@ -501,12 +559,25 @@ class _Run:
         nmae, count, dipole, dipoles = self.ranks.sum([nmae, float(len(shard)), dipole, dipoles])
         return nmae / count, dipole / dipoles if dipoles else math.nan
 
+    def averaged(self):
+        """Context in which the model holds the averaged weights (a no-op without ``ema``)."""
+        return contextlib.nullcontext() if self.average is None else self.average.swapped()
+
+    def finish(self) -> ElectraDensityModel:
+        """The model to return: with ``ema``, its weights become the averages for good."""
+        if self.average is not None:
+            with torch.no_grad():
+                for p, a in zip(self.average.params, self.average.averages):
+                    p.copy_(a)
+        return self.model
+
     def save(self, best: bool) -> None:
         """Write the checkpoint, and the model to ``best/`` if ``best`` (rank 0 only)."""
         if not self.writer:
             return
         if best:
-            self.model.save(self.run_dir / BEST)
+            with self.averaged():
+                self.model.save(self.run_dir / BEST)
         state = {
             "model": self.model.module.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -515,6 +586,7 @@ class _Run:
             "train_config": self.config.to_dict(),
             "model_config": self.model.config.to_dict(),
             "samples": self.names,
+            "ema": [] if self.average is None else self.average.state_dict(),
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -549,6 +621,9 @@ class _Run:
         self.optimizer, self.scheduler = _optimiser(self.model, self.config)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self.average = WeightAverage(self.model.module, self.config.ema) if self.config.ema > 0 else None
+        if self.average is not None:
+            self.average.load_state_dict(state.get("ema", []))
         self.progress = _Progress(**state["progress"])
         torch.set_rng_state(state["rng"]["torch"])
         if state["rng"]["cuda"] and torch.cuda.is_available():

@@ -32,6 +32,9 @@ from ._common import traceback_option, user_errors
               help="Learning-rate factor per epoch.")
 @click.option("--dipole-weight", type=click.FloatRange(min=0), default=0.0,
               help="Weight of |p_pred - p_ref| (e*Angstrom) in the loss; 0: NMAE only.")
+@click.option("--ema", type=click.FloatRange(0, 1, max_open=True), default=0.0,
+              help="Decay per step of an exponential moving average of the weights, used for validation "
+                   "and RUN/best (e.g. 0.999); 0: off.")
 @click.option("--seed", type=int, default=0)
 @click.option("--resume", is_flag=True, help="Continue the run in RUN from its checkpoint.")
 @click.option("--model-config", type=click.Path(dir_okay=False, path_type=Path),
@@ -49,7 +52,7 @@ from ._common import traceback_option, user_errors
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @traceback_option
 def main(data, run_dir, val_dir, val_fraction, epochs, max_minutes, loss, probes, batch_size, max_steps, lr, lr_decay,
-         dipole_weight, seed, resume, model_config, init_spec, checkpoint_every, cache_dir, spacing, margin, device, traceback):
+         dipole_weight, ema, seed, resume, model_config, init_spec, checkpoint_every, cache_dir, spacing, margin, device, traceback):
     """Train on the reference records (*.npz), cube and CHGCAR files in the DATA folders.
 
     Validation is the full-grid NMAE after every epoch; the best model is saved to
@@ -77,7 +80,7 @@ def main(data, run_dir, val_dir, val_fraction, epochs, max_minutes, loss, probes
             train_samples, val_samples = samples, find_samples(val_dir, spacing, margin)
         config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_decay=lr_decay, loss=loss, probes=probes,
                              seed=seed, max_minutes=max_minutes, max_steps=max_steps,
-                             checkpoint_every=checkpoint_every, device=device, dipole_weight=dipole_weight)
+                             checkpoint_every=checkpoint_every, device=device, dipole_weight=dipole_weight, ema=ema)
         model = None
         if model_config is not None:
             try:  # JSON syntax and bad settings are both ValueErrors

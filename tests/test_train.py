@@ -26,7 +26,7 @@ from ase_electra.models import load_model
 from ase_electra.models.electra import ElectraDensityModel, default_config
 from ase_electra.models.promolecule import PromoleculeModel
 from ase_electra.properties.multipoles import DEBYE
-from ase_electra.train import TrainConfig, dipole_error, grid_nmae, model_config_for, probe_nmae, train
+from ase_electra.train import TrainConfig, WeightAverage, dipole_error, grid_nmae, model_config_for, probe_nmae, train
 
 from .conftest import copy_records
 
@@ -175,6 +175,44 @@ def test_fine_tuning_starts_from_the_init_model_and_keeps_its_config(samples, ca
     hydrogen = ElectraDensityModel.new(default_config(elements=(1,), **TINY))
     with pytest.raises(InvalidInputError, match=r"lacks elements \[6, 7, 8\]"):
         run(tmp_path / "hydrogen", FAST, init=hydrogen)
+
+
+def test_weight_average_follows_its_formula_and_swaps_back():
+    module = torch.nn.Linear(3, 2)
+    start = [p.detach().clone() for p in module.parameters()]
+    average = WeightAverage(module, decay=0.75)
+    for value in (1.0, -2.0):
+        with torch.no_grad():
+            for p in module.parameters():
+                p.fill_(value)
+        average.update()
+    expected = [0.75 * (0.75 * s + 0.25 * 1.0) + 0.25 * -2.0 for s in start]
+    with average.swapped():
+        for p, e in zip(module.parameters(), expected):
+            torch.testing.assert_close(p.detach(), e)
+    assert all(torch.equal(p.detach(), torch.full_like(p, -2.0)) for p in module.parameters())
+    with pytest.raises(InvalidInputError, match="decay"):
+        WeightAverage(module, decay=1.0)
+
+
+def test_averaged_run_validates_and_saves_its_averages_and_resumes_exactly(samples, cache, tmp_path):
+    run = functools.partial(train, samples[:3], samples[3:], cache=cache, progress=False)
+    tiny = model_config_for(samples, TINY)
+    config = dataclasses.replace(FAST, lr=1e-2, ema=0.6)
+    whole = run(tmp_path / "whole", config, model_config=tiny)
+    plain = run(tmp_path / "plain", dataclasses.replace(config, ema=0.0), model_config=tiny)
+    best = ElectraDensityModel.load(tmp_path / "whole" / "best")
+    val = samples[3]
+    scored = grid_nmae(best.predict([val.atoms]), val, cache.values(val)).item()
+    assert scored == pytest.approx(whole.best_val_nmae, rel=1e-5)  # best/ holds what was validated
+    assert whole.best_val_nmae != pytest.approx(plain.best_val_nmae, rel=1e-4)  # and it is not the raw weights
+    raw = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)
+    assert len(raw["ema"]) == len(list(whole.model.module.parameters()))
+    run(tmp_path / "parts", dataclasses.replace(config, max_steps=4), model_config=tiny)
+    rest = run(tmp_path / "parts", config, resume=True)
+    for (name, a), b in zip(whole.model.module.state_dict().items(), rest.model.module.state_dict().values()):
+        assert torch.allclose(a.double(), b.double(), rtol=0, atol=1e-6), name  # averages resumed too
+    assert rest.best_val_nmae == whole.best_val_nmae
 
 
 # ---------------------------------------------------------------------- DistributedDataParallel
