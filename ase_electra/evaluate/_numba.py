@@ -189,6 +189,15 @@ def _line_start(cursor: tuple, kc: tuple, iy: int, l0: int, b: float, c: float, 
     return e, rz, back, ry, iy, l0, 1
 
 
+@njit(cache=True, inline="always")
+def _run_start(cursor: tuple, first: int, l0: int, a: float, b: float, c: float) -> tuple[float, float]:  # pragma: no cover
+    """e = exp(-q/2) and the ratio r_z at point ``first`` of a line that starts at ``l0``: the
+    cursor's for the line's first run, direct ``exp`` for the runs after it."""
+    if first == l0:
+        return cursor[0], cursor[1]
+    return math.exp(-0.5 * (c + first * (2.0 * b + first * a))), math.exp(-(b + (first + 0.5) * a))
+
+
 #: A cursor that restarts on the next line.
 _NO_CURSOR = (0.0, 0.0, 0.0, 0.0, -2, 0, 0)
 
@@ -224,13 +233,10 @@ def _grid_forward(lo, dims, base, step, pref, cutoff_sq, shape, periodic, stride
                     gamma = u0 * step[k, 0, 1] + u1 * step[k, 1, 1] + u2 * step[k, 2, 1]
                     cursor = _line_start(cursor, kc, iy, l0, b, c, gamma)
                     row = _line_row(lo[k], gx, iy, ny, nz, periodic)
-                    e, r = cursor[0], cursor[1]
                     first = l0
                     while first < l1:
                         gz, stop = _run(lo[k, 2], first, l1, nz, periodic[2])
-                        if first > l0:
-                            e = math.exp(-0.5 * (c + first * (2.0 * b + first * a)))
-                            r = math.exp(-(b + (first + 0.5) * a))
+                        e, r = _run_start(cursor, first, l0, a, b, c)
                         _add_run(out, row + gz, stop - first, pref[k] * e, r, ratio)
                         first = stop
 
@@ -274,14 +280,11 @@ def _grid_backward(lo, dims, base, step, offset, white, voxels, pref, cutoff_sq,
                 gamma = u[0] * step[k, 0, 1] + u[1] * step[k, 1, 1] + u[2] * step[k, 2, 1]
                 cursor = _line_start(cursor, kc, iy, l0, b, c, gamma)
                 row = _line_row(lo[k], gx, iy, ny, nz, periodic)
-                e, r = cursor[0], cursor[1]
                 s0 = s1 = s2 = 0.0
                 first = l0
                 while first < l1:
                     gz, stop = _run(lo[k, 2], first, l1, nz, periodic[2])
-                    if first > l0:
-                        e = math.exp(-0.5 * (c + first * (2.0 * b + first * a)))
-                        r = math.exp(-(b + (first + 0.5) * a))
+                    e, r = _run_start(cursor, first, l0, a, b, c)
                     for l in range(first, stop):
                         ge = grad[row + gz + l - first] * e
                         s0 += ge
