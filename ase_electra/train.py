@@ -209,13 +209,17 @@ class WeightAverage:
         for a, p in zip(self.averages, self.params):
             a.lerp_(p.detach(), 1.0 - self.decay)
 
+    @torch.no_grad()
+    def apply(self) -> None:
+        """Put the averages into the module for good."""
+        for p, a in zip(self.params, self.averages):
+            p.copy_(a)
+
     @contextlib.contextmanager
     def swapped(self):
         """The module holds the averaged weights inside the block, its own ones after."""
-        with torch.no_grad():
-            trained = [p.detach().clone() for p in self.params]
-            for p, a in zip(self.params, self.averages):
-                p.copy_(a)
+        trained = [p.detach().clone() for p in self.params]
+        self.apply()
         try:
             yield
         finally:
@@ -442,7 +446,7 @@ class _Run:
                 model_config = model_config or model_config_for(train_samples + val_samples)
                 self.model = ElectraDensityModel.new(model_config, device=ranks.device, seed=config.seed)
             self.optimizer, self.scheduler = _optimiser(self.model, config)
-            self.average = WeightAverage(self.model.module, config.ema) if config.ema > 0 else None
+            self.average = _average(self.model, config)
             self.progress = _Progress()
             if self.writer:
                 (run_dir / CONFIG).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
@@ -566,9 +570,7 @@ class _Run:
     def finish(self) -> ElectraDensityModel:
         """The model to return: with ``ema``, its weights become the averages for good."""
         if self.average is not None:
-            with torch.no_grad():
-                for p, a in zip(self.average.params, self.average.averages):
-                    p.copy_(a)
+            self.average.apply()
         return self.model
 
     def save(self, best: bool) -> None:
@@ -621,7 +623,7 @@ class _Run:
         self.optimizer, self.scheduler = _optimiser(self.model, self.config)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.average = WeightAverage(self.model.module, self.config.ema) if self.config.ema > 0 else None
+        self.average = _average(self.model, self.config)
         if self.average is not None:
             self.average.load_state_dict(state.get("ema", []))
         self.progress = _Progress(**state["progress"])
@@ -636,6 +638,11 @@ def _optimiser(model: ElectraDensityModel, config: TrainConfig):
         model.module.parameters(), lr=config.lr, weight_decay=config.weight_decay, amsgrad=True
     )
     return optimizer, torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
+
+
+def _average(model: ElectraDensityModel, config: TrainConfig) -> WeightAverage | None:
+    """The run's weight average, None without ``config.ema``."""
+    return WeightAverage(model.module, config.ema) if config.ema > 0 else None
 
 
 def _append_log(run_dir: Path, row: tuple | None) -> None:
