@@ -21,7 +21,7 @@ from .errors import FileFormatError, InvalidInputError
 from .grid import Grid
 from .io import density_format, read_density
 
-__all__ = ["GRID_ATOL", "ScoreRow", "nmae", "pair_files", "score_pair", "score_paths"]
+__all__ = ["DISTANCE_EDGES", "GRID_ATOL", "ScoreRow", "nmae", "distance_bands", "nmae_by_distance", "pair_files", "score_pair", "score_paths"]
 
 #: Largest difference in grid cell or origin (Angstrom) still counted as the same grid:
 #: far below any grid spacing, and above the rounding of cube headers (6 decimals of
@@ -29,6 +29,10 @@ __all__ = ["GRID_ATOL", "ScoreRow", "nmae", "pair_files", "score_pair", "score_p
 GRID_ATOL = 1e-3
 
 _REFERENCE_SUFFIX = ".npz"
+
+#: Bin edges (Angstrom) of :func:`nmae_by_distance`: nuclear cusps, core shells, valence
+#: shells and bonds, the outer valence, the tail.
+DISTANCE_EDGES = (0.15, 0.35, 0.7, 1.2, 2.0)
 
 
 def _grid_mismatch(pred: Grid, ref: Grid) -> str | None:
@@ -75,6 +79,44 @@ def nmae(pred: Density, ref: Density) -> float:
     if norm == 0:
         raise InvalidInputError("reference density is zero everywhere: NMAE undefined")
     return float(np.abs(pred.values - ref.values).sum() / norm)
+
+
+def distance_bands(edges: tuple[float, ...] = DISTANCE_EDGES) -> list[str]:
+    """Labels of the bands :func:`nmae_by_distance` returns, e.g. ``'< 0.15'``, ``'0.15-0.35'``, ``'> 2.0'``."""
+    return [f"< {edges[0]}"] + [f"{a}-{b}" for a, b in zip(edges, edges[1:])] + [f"> {edges[-1]}"]
+
+
+def nmae_by_distance(
+    pred: np.ndarray, ref: np.ndarray, grid: Grid, positions: np.ndarray, edges: tuple[float, ...] = DISTANCE_EDGES
+) -> np.ndarray:
+    """Where the NMAE lies: its share from grid points in each band of distance to the nearest nucleus.
+
+    Parameters
+    ----------
+    pred, ref : ndarray
+        Values (nx, ny, nz) on ``grid``, e/Angstrom^3.
+    grid : Grid
+        Molecular (non-periodic) grid: distances are not wrapped.
+    positions : ndarray
+        Nuclei (N, 3), Angstrom.
+    edges : tuple of float
+        Increasing band edges, Angstrom.
+
+    Returns
+    -------
+    ndarray
+        (len(edges) + 1,) fractions summing to ``sum |pred - ref| / sum |ref|``: band 0 is
+        closer than ``edges[0]``, the last band beyond ``edges[-1]``.
+    """
+    positions = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
+    error = np.abs(np.asarray(pred, dtype=np.float64) - ref).reshape(-1)
+    shares = np.zeros(len(edges) + 1)
+    for part, points in grid.chunks():
+        nearest = np.full(len(points), np.inf)
+        for r in positions:
+            nearest = np.minimum(nearest, np.einsum("ij,ij->i", points - r, points - r))
+        shares += np.bincount(np.searchsorted(edges, np.sqrt(nearest)), error[part], minlength=len(edges) + 1)
+    return shares / np.abs(np.asarray(ref, dtype=np.float64)).sum()
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ from ase_electra.models.promolecule import atomic_gaussians
 from ase_electra.nn.heads import assign_slots, count_core, split_reference
 from ase_electra.properties.multipoles import DEBYE
 from ase_electra.reference import list_records, load_record, qm9_index, split_of
+from ase_electra.scoring import distance_bands, nmae_by_distance
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "datasets" / "qm9-pbe-def2svp"
@@ -206,6 +207,13 @@ def grid_nmae(mixture: GaussianMixture, grid: Grid, ref: np.ndarray, total: floa
     with torch.no_grad():
         pred = evaluate(mixture, grid).numpy()
     return float(np.abs(pred - ref).sum() / total)
+
+
+def distance_shares(mixture: GaussianMixture, grid: Grid, ref: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """The fit's NMAE split by distance to the nearest nucleus (bands of ``DISTANCE_EDGES``)."""
+    with torch.no_grad():
+        pred = evaluate(mixture, grid).numpy()
+    return nmae_by_distance(pred, ref, grid, positions)
 
 
 def clamp_electrons(mixture: GaussianMixture, grid: Grid) -> tuple[float, float]:
@@ -397,7 +405,7 @@ def main() -> None:
     rows = []
     for name in args.candidates:
         cand = CANDIDATES[name]
-        scores, shifted_scores, clamps, seconds, dipoles = [], [], [], [], []
+        scores, shifted_scores, clamps, seconds, dipoles, shares = [], [], [], [], [], []
         timed = None
         for mol, rec, grid, ref, total, shifted, ref_shifted, total_shifted, sampler in molecules:
             model = FreeMixture(rec.numbers, rec.positions, cand, args.width_floor, args.seed)
@@ -411,6 +419,7 @@ def main() -> None:
             added, integral = clamp_electrons(mixture, grid)
             dipole = dipole_error(mixture, rec)
             dipoles.append(dipole)
+            shares.append(distance_shares(mixture, grid, ref, rec.positions))
             scores.append(score)
             shifted_scores.append(score_shifted)
             clamps.append(added)
@@ -430,6 +439,11 @@ def main() -> None:
             (name, heavy, light, cand.weight_model, statistics.mean(scores), max(scores),
              statistics.mean(shifted_scores), statistics.mean(clamps), max(clamps), statistics.mean(seconds),
              t1, t2, mixture.n_gaussians, statistics.mean(dipoles))
+        )
+        print(
+            f"  {name:9s} mean floor by distance to the nearest nucleus (A), points: "
+            + "; ".join(f"{band}: {100 * v:.3f}" for band, v in zip(distance_bands(), np.mean(shares, axis=0))),
+            flush=True,
         )
     print()
     print(

@@ -3,13 +3,16 @@
     python benchmarks/validation_nmae.py --model promolecule
     python benchmarks/validation_nmae.py --model default --split train --limit 20   # its own training data
     python benchmarks/validation_nmae.py --model default --data ood-records/ --split any
+    python benchmarks/validation_nmae.py --model default --by-distance   # where the error lies
 
 Validation = QM9 indices ending in 8 (``--split train``: 0-7; ``any``: every record, QM9 or
 not). Each molecule is compared on a box grid (0.1 A spacing, 4 A margin by default) with
 its exact PySCF density; reference grids are cached on disk (first run: seconds per
 molecule). Prints one line per molecule, the mean and median NMAE in percent, the mean
 dipole error (the mixture's analytic dipole against the exact one of the MO
-coefficients, Debye), and the prediction time per molecule.
+coefficients, Debye), and the prediction time per molecule. ``--by-distance`` adds the mean
+share of the NMAE from each band of distance to the nearest nucleus
+(:func:`ase_electra.scoring.nmae_by_distance`).
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ase_electra.datasets import GridCache, find_samples
 from ase_electra.models import load_model
+from ase_electra.evaluate import evaluate
 from ase_electra.properties.multipoles import DEBYE
+from ase_electra.scoring import distance_bands, nmae_by_distance
 from ase_electra.train import dipole_error, grid_nmae
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,13 +44,14 @@ def main() -> None:
     parser.add_argument("--spacing", type=float, default=0.1, help="grid spacing, Angstrom")
     parser.add_argument("--margin", type=float, default=4.0, help="vacuum around the molecule, Angstrom")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N molecules")
+    parser.add_argument("--by-distance", action="store_true", help="NMAE shares by distance to the nearest nucleus")
     args = parser.parse_args()
 
     samples = [s for folder in args.data for s in find_samples(folder, args.spacing, args.margin)]
     samples = [s for s in samples if args.split == "any" or s.split == args.split][: args.limit]
     model = load_model(args.model)
     cache = GridCache(args.cache)
-    scores, seconds, dipoles = [], [], []
+    scores, seconds, dipoles, shares = [], [], [], []
     print(f"model {args.model}: {len(samples)} molecules ({args.split}), grid {args.spacing} A, margin {args.margin} A")
     with torch.no_grad():  # untimed warm-up: numba loads (or compiles) its kernels on the first call
         grid_nmae(model.predict([samples[0].atoms]), samples[0], cache.values(samples[0]))
@@ -57,6 +64,10 @@ def main() -> None:
         seconds.append(time.perf_counter() - start)
         scores.append(score)
         dipoles.append(dipole_error(mixture, sample, sample.reference_dipole()).item() / DEBYE)
+        if args.by_distance:
+            with torch.no_grad():
+                pred = evaluate(mixture, sample.grid).numpy()
+            shares.append(nmae_by_distance(pred, reference, sample.grid, sample.atoms.positions))
         print(f"{sample.name}  atoms {len(sample.atoms):3d}  NMAE {100 * score:7.3f} %  dipole error "
               f"{dipoles[-1]:6.3f} D  {seconds[-1]:6.2f} s")
     print(
@@ -65,6 +76,10 @@ def main() -> None:
         f"predict + grid evaluation {statistics.mean(seconds):.2f} s per molecule (torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads)"
     )
+    if shares:
+        mean = np.mean(shares, axis=0)
+        print("NMAE by distance to the nearest nucleus (A), mean share in points: "
+              + "; ".join(f"{b}: {100 * v:.3f}" for b, v in zip(distance_bands(), mean)))
 
 
 if __name__ == "__main__":

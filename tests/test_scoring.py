@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from ase_electra import Density, FileFormatError, Grid, InvalidInputError
 from ase_electra.cli.score import main
 from ase_electra.io import write_chgcar, write_cube
-from ase_electra.scoring import ScoreRow, nmae, pair_files, score_paths
+from ase_electra.scoring import ScoreRow, distance_bands, nmae, nmae_by_distance, pair_files, score_paths
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "qm9-pbe-def2svp"
 
@@ -45,6 +45,23 @@ def test_nmae_simple_cases(ref):
     shifted = ref.values.copy()
     shifted[0, 0, 0] += 1.0
     assert nmae(like(ref, shifted), ref) == pytest.approx(1.0 / ref.values.sum())
+
+
+def test_nmae_by_distance_puts_each_error_in_its_band():
+    # 1 A voxels; nuclei at (0.1, 0, 0) and (5, 5, 5): the point (0, 0, 0) is 0.1 A from the first,
+    # (1, 0, 0) 0.9 A, (5, 5, 3) 2.0 A from the second, (9, 9, 9) far from both
+    grid = Grid(10.0 * np.eye(3), (10, 10, 10))
+    ref = np.full(grid.shape, 0.01)
+    pred = ref.copy()
+    pred[0, 0, 0] += 1.0
+    pred[1, 0, 0] -= 0.5
+    pred[5, 5, 3] += 0.25
+    pred[9, 9, 9] += 2.0
+    shares = nmae_by_distance(pred, ref, grid, np.array([[0.1, 0.0, 0.0], [5.0, 5.0, 5.0]]), edges=(0.5, 0.95, 3.0))
+    total = np.abs(ref).sum()
+    np.testing.assert_allclose(shares, np.array([1.0, 0.5, 0.25, 2.0]) / total, rtol=1e-12)
+    assert shares.sum() == pytest.approx(nmae(Density(Atoms(), grid, pred), Density(Atoms(), grid, ref)))
+    assert distance_bands((0.5, 0.95, 3.0)) == ["< 0.5", "0.5-0.95", "0.95-3.0", "> 3.0"]
 
 
 def test_nmae_ignores_periodicity_flags(ref):
