@@ -465,8 +465,8 @@ class _Run:
         p = self.progress
         val = p.best
         while p.epoch < self.config.epochs:
-            stopped = self.epoch(deadline, val)
-            if stopped is not None:
+            stopped, complete = self.epoch(deadline, val)
+            if stopped is not None and not complete:
                 improved = not math.isfinite(p.best)  # a stopped run still leaves a best model
                 if improved:
                     p.best = self.validate(self.val_samples)[0]
@@ -485,10 +485,13 @@ class _Run:
             if self.writer:
                 _append_log(self.run_dir, row)
             self.save(improved)
+            if stopped is not None:  # the limit fell on the epoch's last step: it was closed as any other
+                return stopped
         return None
 
-    def epoch(self, deadline: float | None, val: float) -> str | None:
-        """Run the rest of the current epoch; returns the stop reason if it stopped early."""
+    def epoch(self, deadline: float | None, val: float) -> tuple[str | None, bool]:
+        """Run the rest of the current epoch; returns the stop reason (None if none) and whether
+        the epoch ran to its end."""
         config, p, ranks = self.config, self.progress, self.ranks
         batches = _batches(len(self.train_samples), config.batch_size, config.seed, p.epoch, ranks)
         with self.bar(total=len(batches), initial=p.batch, desc=f"epoch {p.epoch + 1}/{config.epochs}",
@@ -510,10 +513,10 @@ class _Run:
                 elif deadline is not None and time.monotonic() > deadline:
                     stopped = "time"
                 if ranks.sum([float(stopped is not None)])[0] > 0:  # all ranks stop at the same step
-                    return stopped or "time"
+                    return stopped or "time", p.batch == len(batches)
                 if p.step % config.checkpoint_every == 0:
                     self.save(False)
-        return None
+        return None, True
 
     def step(self, batch: list[DensitySample], rng: np.random.Generator) -> float:
         """One optimiser step on ``batch``; returns the batch's loss."""

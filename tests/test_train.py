@@ -147,6 +147,19 @@ def test_resumed_run_equals_uninterrupted_run(samples, cache, tmp_path):
     assert rest.best_val_nmae == whole.best_val_nmae
 
 
+def test_step_limit_at_an_epoch_end_closes_the_epoch(samples, cache, tmp_path):
+    # 3 training structures, batch size 1: step 3 is the first epoch's last
+    config = dataclasses.replace(FAST, epochs=5, max_steps=3)
+    result = train(samples[:3], samples[3:], tmp_path / "run", config, model_config=model_config_for(samples, TINY),
+                   cache=cache, progress=False)
+    assert (result.stopped, result.steps, result.epochs) == ("steps", 3, 1)
+    rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
+    assert [(r["epoch"], r["step"]) for r in rows] == [("1", "3")]  # validated and logged
+    assert float(rows[0]["val_nmae"]) == pytest.approx(result.best_val_nmae, rel=1e-5)
+    progress = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["progress"]
+    assert (progress["epoch"], progress["batch"]) == (1, 0)  # a resumed run starts epoch 2
+
+
 def test_time_limit_stops_cleanly_with_a_best_model(samples, cache, tmp_path):
     config = dataclasses.replace(FAST, epochs=50, max_minutes=1e-4)
     result = train(samples[:3], samples[3:], tmp_path / "run", config, model_config=model_config_for(samples, TINY),
