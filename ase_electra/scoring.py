@@ -21,7 +21,17 @@ from .errors import FileFormatError, InvalidInputError
 from .grid import Grid
 from .io import density_format, read_density
 
-__all__ = ["DISTANCE_EDGES", "GRID_ATOL", "ScoreRow", "nmae", "distance_bands", "nmae_by_distance", "pair_files", "score_pair", "score_paths"]
+__all__ = [
+    "DISTANCE_EDGES",
+    "GRID_ATOL",
+    "ScoreRow",
+    "distance_bands",
+    "nmae",
+    "nmae_by_distance",
+    "pair_files",
+    "score_pair",
+    "score_paths",
+]
 
 #: Largest difference in grid cell or origin (Angstrom) still counted as the same grid:
 #: far below any grid spacing, and above the rounding of cube headers (6 decimals of
@@ -96,7 +106,7 @@ def nmae_by_distance(
     pred, ref : ndarray
         Values (nx, ny, nz) on ``grid``, e/Angstrom^3.
     grid : Grid
-        Molecular (non-periodic) grid: distances are not wrapped.
+        Molecular grid (no periodic axis: distances are not wrapped).
     positions : ndarray
         Nuclei (N, 3), Angstrom.
     edges : tuple of float
@@ -107,7 +117,14 @@ def nmae_by_distance(
     ndarray
         (len(edges) + 1,) fractions summing to ``sum |pred - ref| / sum |ref|``: band 0 is
         closer than ``edges[0]``, the last band beyond ``edges[-1]``.
+
+    Raises
+    ------
+    InvalidInputError
+        If ``grid`` is periodic along any axis.
     """
+    if any(grid.pbc):
+        raise InvalidInputError(f"NMAE by distance: needs a molecular grid, got periodic axes {grid.pbc}")
     positions = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
     error = np.abs(np.asarray(pred, dtype=np.float64) - ref).reshape(-1)
     shares = np.zeros(len(edges) + 1)

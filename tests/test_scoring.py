@@ -62,6 +62,8 @@ def test_nmae_by_distance_puts_each_error_in_its_band():
     np.testing.assert_allclose(shares, np.array([1.0, 0.5, 0.25, 2.0]) / total, rtol=1e-12)
     assert shares.sum() == pytest.approx(nmae(Density(Atoms(), grid, pred), Density(Atoms(), grid, ref)))
     assert distance_bands((0.5, 0.95, 3.0)) == ["< 0.5", "0.5-0.95", "0.95-3.0", "> 3.0"]
+    with pytest.raises(InvalidInputError, match="molecular grid"):
+        nmae_by_distance(pred, ref, dataclasses.replace(grid, pbc=(True, True, True)), np.zeros((1, 3)))
 
 
 def test_nmae_ignores_periodicity_flags(ref):
