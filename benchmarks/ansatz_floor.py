@@ -209,13 +209,6 @@ def grid_nmae(mixture: GaussianMixture, grid: Grid, ref: np.ndarray, total: floa
     return float(np.abs(pred - ref).sum() / total)
 
 
-def distance_shares(mixture: GaussianMixture, grid: Grid, ref: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """The fit's NMAE split by distance to the nearest nucleus (bands of ``DISTANCE_EDGES``)."""
-    with torch.no_grad():
-        pred = evaluate(mixture, grid).numpy()
-    return nmae_by_distance(pred, ref, grid, positions)
-
-
 def clamp_electrons(mixture: GaussianMixture, grid: Grid) -> tuple[float, float]:
     """(electrons the clamp adds, grid integral of the clamped density), both on ``grid``.
 
@@ -414,12 +407,14 @@ def main() -> None:
             fit(model, grid, ref, args.steps, args.probes, args.lr, args.seed, sampler)
             dt = time.perf_counter() - t0
             mixture = model.mixture().detach()
-            score = grid_nmae(mixture, grid, ref, total)
+            with torch.no_grad():
+                pred = evaluate(mixture, grid).numpy()
+            score = float(np.abs(pred - ref).sum() / total)
             score_shifted = grid_nmae(mixture, shifted, ref_shifted, total_shifted)
             added, integral = clamp_electrons(mixture, grid)
             dipole = dipole_error(mixture, rec)
             dipoles.append(dipole)
-            shares.append(distance_shares(mixture, grid, ref, rec.positions))
+            shares.append(nmae_by_distance(pred, ref, grid, rec.positions))
             scores.append(score)
             shifted_scores.append(score_shifted)
             clamps.append(added)
