@@ -131,7 +131,8 @@ def nmae_by_distance(
     for part, points in grid.chunks():
         nearest = np.full(len(points), np.inf)
         for r in positions:
-            nearest = np.minimum(nearest, np.einsum("ij,ij->i", points - r, points - r))
+            d = points - r
+            nearest = np.minimum(nearest, np.einsum("ij,ij->i", d, d))
         shares += np.bincount(np.searchsorted(edges, np.sqrt(nearest)), error[part], minlength=len(edges) + 1)
     return shares / np.abs(np.asarray(ref, dtype=np.float64)).sum()
 
