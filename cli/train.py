@@ -42,6 +42,9 @@ from ._common import traceback_option, user_errors
 @click.option("--init", "init_spec", metavar="MODEL",
               help="Fine-tune: start from this trained model ('default', a model or run folder) "
                    "with its configuration; excludes --model-config.")
+@click.option("--widen", type=(click.IntRange(min=1), click.IntRange(min=1)), metavar="HEAVY LIGHT",
+              help="With --init: first give the init model HEAVY floating Gaussians per heavy atom and LIGHT "
+                   "per H and He (copies of its own, same density) and fine-tune that.")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=100, help="Steps between checkpoints.")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder of cached reference grids [default: RUN/../cache].")
@@ -52,7 +55,7 @@ from ._common import traceback_option, user_errors
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @traceback_option
 def main(data, run_dir, val_dir, val_fraction, epochs, max_minutes, loss, probes, batch_size, max_steps, lr, lr_decay,
-         dipole_weight, ema, seed, resume, model_config, init_spec, checkpoint_every, cache_dir, spacing, margin, device, traceback):
+         dipole_weight, ema, seed, resume, model_config, init_spec, widen, checkpoint_every, cache_dir, spacing, margin, device, traceback):
     """Train on the reference records (*.npz), cube and CHGCAR files in the DATA folders.
 
     Validation is the full-grid NMAE after every epoch; the best model is saved to
@@ -63,6 +66,8 @@ def main(data, run_dir, val_dir, val_fraction, epochs, max_minutes, loss, probes
         raise click.UsageError("--val and --val-fraction exclude each other")
     if init_spec is not None and (model_config is not None or resume):
         raise click.UsageError("--init excludes --model-config and --resume (a checkpoint holds its weights)")
+    if widen is not None and init_spec is None:
+        raise click.UsageError("--widen needs --init (a fresh run sets its Gaussians with --model-config)")
     with user_errors(traceback):
         from ase_electra.datasets import GridCache, find_samples, refuse_test, split_samples
         from ase_electra.errors import FileFormatError
@@ -87,7 +92,7 @@ def main(data, run_dir, val_dir, val_fraction, epochs, max_minutes, loss, probes
                 model = model_config_for(train_samples + val_samples, json.loads(model_config.read_text()))
             except (OSError, ValueError) as err:
                 raise FileFormatError(f"{model_config}: {err}") from None
-        init = None if init_spec is None else _trained_model(init_spec)
+        init = None if init_spec is None else _trained_model(init_spec, widen, seed)
         cache = None if cache_dir is None else GridCache(cache_dir)
         result = train(train_samples, val_samples, run_dir, config, model_config=model, cache=cache, resume=resume,
                        init=init)
@@ -101,8 +106,9 @@ def main(data, run_dir, val_dir, val_fraction, epochs, max_minutes, loss, probes
     )
 
 
-def _trained_model(spec: str):
-    """The ELECTRA model named by ``--init``; the promolecule is what a fresh run starts from anyway."""
+def _trained_model(spec: str, widen: tuple[int, int] | None, seed: int):
+    """The ELECTRA model named by ``--init``, widened to ``--widen`` (floating Gaussians per heavy
+    atom and per H/He) if given; the promolecule is what a fresh run starts from anyway."""
     from ase_electra.errors import InvalidInputError
     from ase_electra.models.base import load_model
     from ase_electra.models.electra import ElectraDensityModel
@@ -110,4 +116,12 @@ def _trained_model(spec: str):
     model = load_model(spec)
     if not isinstance(model, ElectraDensityModel):
         raise InvalidInputError(f"--init {spec}: not a trained ELECTRA model (a fresh run starts as the promolecule)")
-    return model
+    if widen is None:
+        return model
+    heavy, light = widen
+    n_floating = tuple(light if z <= 2 else heavy for z in model.config.elements)
+    try:
+        module = model.module.widened(n_floating, seed=seed)
+    except InvalidInputError as err:
+        raise InvalidInputError(f"--init {spec} --widen {heavy} {light}: {err}") from None
+    return ElectraDensityModel(module, model.device, name=f"{model.name} widened")

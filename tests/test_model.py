@@ -7,6 +7,7 @@ patched in its place.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 
@@ -28,7 +29,7 @@ from ase_electra.graph import Graph
 from ase_electra.models import electra as electra_module
 from ase_electra.models.base import DensityModel
 from ase_electra.models.electra import ElectraDensityModel
-from ase_electra.nn.heads import assign_slots
+from ase_electra.nn.heads import assign_slots, widening_map
 from ase_electra.nn.model import ElectraConfig, ElectraModel
 from ase_electra.nn.symmetry import degeneracy_weights, frame_features
 
@@ -334,6 +335,46 @@ def test_untrained_model_is_close_to_the_promolecule(config, reference):
     p = probe_points(atoms, 2000)
     ref, got = evaluate_points(promolecule, p), evaluate_points(mixture, p)
     assert ((got - ref).abs().sum() / ref.abs().sum()).item() < 0.005
+
+
+def test_widening_map_copies_every_gaussian_about_equally_often():
+    old, new = (8, 32, 32), (16, 128, 100)
+    mapping = np.array(widening_map(old, new))
+    for o, n in zip(old, new):
+        copies = np.bincount(mapping[:n], minlength=o)
+        assert len(copies) == o and copies.min() >= n // o and copies.max() <= -(-n // o) + 1
+    assert widening_map((3,), (3,)) == [0, 1, 2]
+    for bad in [((8, 32), (4, 64)), ((8, 32), (40, 33))]:  # shrinking; losing Gaussians 8..31 of row 1
+        with pytest.raises(InvalidInputError, match="floating Gaussians per element"):
+            widening_map(*bad)
+
+
+def test_widened_model_predicts_the_same_density(model):
+    trained = copy.deepcopy(model)
+    with torch.no_grad():  # move the head well away from its small initial values
+        generator = torch.Generator().manual_seed(3)
+        for p in trained.heads.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=generator, dtype=p.dtype))
+    state = {k: v.clone() for k, v in trained.state_dict().items()}
+    n_floating = tuple(2 * n + 1 for n in trained.config.n_floating)
+    atoms = [methyl_ethanol(), bulk("NaCl", "rocksalt", a=5.64)]
+    points = probe_points(atoms[0], 500)
+    before = predict(trained, atoms)
+    exact = trained.widened(n_floating, jitter=0.0)
+    after = predict(exact, atoms)
+    assert exact.config == dataclasses.replace(trained.config, n_floating=n_floating)
+    added = [trained.config.n_floating[trained.config.elements.index(z)] + 1 for z in atoms[0].numbers]
+    assert after.sizes[0] == before.sizes[0] + sum(added)
+    torch.testing.assert_close(after.integral(), before.integral(), rtol=1e-12, atol=0)
+    for a, b in zip(before.split(), after.split()):
+        torch.testing.assert_close(evaluate_points(b, points), evaluate_points(a, points), rtol=1e-9, atol=1e-12)
+    jittered = trained.widened(n_floating, jitter=0.02)
+    rows = jittered.heads.vector_head.weight
+    assert not torch.equal(rows[0], rows[trained.heads.mf])  # copies of one Gaussian can part
+    moved = evaluate_points(predict(jittered, atoms[:1]), points) - evaluate_points(before.split()[0], points)
+    assert 0 < moved.abs().sum() / evaluate_points(before.split()[0], points).abs().sum() < 0.01
+    for name, value in trained.state_dict().items():  # the widened model is a new one
+        assert torch.equal(value, state[name]), name
 
 
 # ---------------------------------------------------------------------- interface, files, errors

@@ -292,6 +292,14 @@ def test_cli_fine_tunes_a_trained_model(records, tmp_path):
     assert load_model(tmp_path / "tuned").config == load_model(tmp_path / "first").config
     both = run_cli(records, "-o", tmp_path / "both", "--init", tmp_path / "first", "--model-config", tiny, *common)
     assert both.exit_code == 2 and "--init excludes --model-config" in both.output
+    wide = run_cli(records, "-o", tmp_path / "wide", "--init", tmp_path / "first", "--widen", "9", "3", *common)
+    assert wide.exit_code == 0, wide.output
+    widened = load_model(tmp_path / "wide")
+    assert widened.config == dataclasses.replace(load_model(tmp_path / "first").config, n_floating=(3, 9, 9, 9))
+    alone = run_cli(records, "-o", tmp_path / "alone", "--widen", "9", "3", *common)
+    assert alone.exit_code == 2 and "--widen needs --init" in alone.output
+    narrow = run_cli(records, "-o", tmp_path / "narrow", "--init", tmp_path / "first", "--widen", "2", "2", *common)
+    assert narrow.exit_code == 1 and narrow.output.startswith(f"Error: --init {tmp_path / 'first'} --widen 2 2: floating Gaussians")
     promolecule = run_cli(records, "-o", tmp_path / "p", "--init", "promolecule", *common)
     assert promolecule.exit_code == 1
     assert promolecule.output.startswith("Error: --init promolecule: not a trained ELECTRA model")

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import InvalidInputError
 from ..gaussians import GaussianMixture
 from ..graph import Graph
 from .tensors import TensorFeatures
@@ -47,6 +48,7 @@ __all__ = [
     "assign_slots",
     "count_core",
     "core_electrons",
+    "widening_map",
 ]
 
 
@@ -110,6 +112,33 @@ def assign_slots(weights: np.ndarray, sigmas: np.ndarray, m: int) -> tuple[np.nd
         [math.sqrt((weights[g] * sigmas[g] ** 2).sum() / max(weights[g].sum(), 1e-300)) for g in groups]
     )
     return out_w, out_s
+
+
+def widening_map(old: tuple[int, ...], new: tuple[int, ...]) -> list[int]:
+    """Old floating slot copied by each new slot when element row r grows from ``old[r]`` to
+    ``new[r]`` floating Gaussians (slots are shared by all elements, each using its first ones).
+
+    Slot j may only copy a slot that every element using j has (< min old[r] over new[r] > j);
+    among those it takes the one with the fewest copies so far, so each old Gaussian is
+    copied about equally often. Raises InvalidInputError if an element would shrink or lose
+    one of its Gaussians.
+    """
+    if len(old) != len(new) or any(n < o for o, n in zip(old, new)):
+        raise InvalidInputError(f"floating Gaussians per element: cannot go from {list(old)} to {list(new)}")
+    copies = np.zeros((len(old), max(old)), dtype=int)
+    mapping = []
+    for j in range(max(new)):
+        users = [r for r, n in enumerate(new) if n > j]
+        limit = min(old[r] for r in users)
+        slot = int(np.argmin(copies[users, :limit].sum(0)))
+        copies[users, slot] += 1
+        mapping.append(slot)
+    for r, o in enumerate(old):
+        if (copies[r, :o] == 0).any():
+            raise InvalidInputError(
+                f"floating Gaussians per element: going from {list(old)} to {list(new)} would drop some of row {r}'s"
+            )
+    return mapping
 
 
 def _inverse_softplus(y: np.ndarray) -> np.ndarray:
@@ -231,6 +260,45 @@ class GaussianHeads(nn.Module):
         )
         sizes = torch.bincount(structure, minlength=graph.n_structures).tolist()
         return GaussianMixture(weights, centres, tril, tuple(sizes))
+
+    def widened(self, n_floating: tuple[int, ...], jitter: float, generator: torch.Generator) -> GaussianHeads:
+        """These heads with more floating Gaussians per element, predicting the same density.
+
+        New floating slot j copies old slot ``m[j]`` (:func:`widening_map`): its head rows
+        (logit, size, displacement and shape), and its per-element logit less log(copies),
+        so the copies of a Gaussian share its weight. Copies of one Gaussian would get equal
+        gradients forever, so the displacement and shape rows of every slot get Gaussian
+        noise of ``jitter`` times the row's root mean square (0: an exact copy).
+        """
+        old = self.slot_mask[:, self.mc :].sum(-1).tolist()
+        mapping = widening_map(tuple(old), tuple(n_floating))
+        n_el, mf = len(old), max(n_floating)
+        known = torch.nonzero(self.element_row >= 0).flatten()
+        elements = tuple(known[torch.argsort(self.element_row[known])].tolist())
+        n_core = tuple(self.slot_mask[:, : self.mc].sum(-1).tolist())
+        new = GaussianHeads(self.channels, elements, n_core, tuple(n_floating), self.width_floor, self.core_range)
+        new = new.to(self.float_logit)  # dtype and device
+        with torch.no_grad():
+            new.core_sigma0.copy_(self.core_sigma0)
+            new.core_logit.copy_(self.core_logit)
+            new.core_theta.copy_(self.core_theta)
+            new.scalar_head[0].load_state_dict(self.scalar_head[0].state_dict())
+            new.float_logit.fill_(math.log(1e-30))
+            for row in range(n_el):
+                m = torch.as_tensor(mapping[: n_floating[row]], device=self.float_logit.device)
+                copies = torch.bincount(m, minlength=old[row]).to(self.float_logit.dtype)
+                new.float_logit[row, : len(m)] = self.float_logit[row, m] - torch.log(copies[m])
+            m = torch.as_tensor(mapping, device=self.float_logit.device)
+            new.float_size.copy_(self.float_size[:, m])
+            last, new_last = self.scalar_head[-1], new.scalar_head[-1]
+            new_last.weight.copy_(last.weight.view(2, self.mf, -1)[:, m].reshape(2 * mf, -1))
+            new_last.bias.copy_(last.bias.view(2, self.mf)[:, m].reshape(-1))
+            for lin, new_lin in ((self.vector_head, new.vector_head), (self.matrix_head, new.matrix_head)):
+                rows = lin.weight[m]
+                rms = rows.pow(2).mean(-1, keepdim=True).sqrt()
+                noise = torch.randn(rows.shape, generator=generator, dtype=rows.dtype).to(rows.device)
+                new_lin.weight.copy_(rows + jitter * rms * noise)
+        return new
 
     def gaussians_per_atom(self, numbers: torch.Tensor) -> torch.Tensor:
         """Number of Gaussians each atom contributes, shape of ``numbers``."""

@@ -222,6 +222,18 @@ class ElectraModel(nn.Module):
                 x = self.debias[i](x)
         return self.heads(x, graph)
 
+    def widened(self, n_floating: tuple[int, ...], jitter: float = 0.02, seed: int = 0) -> ElectraModel:
+        """A copy with ``n_floating`` floating Gaussians per element (none fewer than now) that
+        predicts the same density up to ``jitter`` (see :meth:`GaussianHeads.widened`); the
+        network below the heads is copied unchanged. This model is left as it is."""
+        config = dataclasses.replace(self.config, n_floating=tuple(n_floating))
+        wide = ElectraModel(config).to(self.heads.core_logit)  # dtype and device
+        wide.heads = self.heads.widened(config.n_floating, jitter, torch.Generator().manual_seed(seed))
+        trunk = {k: v for k, v in self.state_dict().items() if not k.startswith("heads.")}
+        unmatched = wide.load_state_dict(trunk, strict=False)
+        assert not unmatched.unexpected_keys and all(k.startswith("heads.") for k in unmatched.missing_keys)
+        return wide
+
     def _embed(self, graph: Graph, dtype: torch.dtype) -> TensorFeatures:
         c = self.config
         frames = frame_features(graph, c.cutoff, c.sign_length, c.sign_moment, c.degeneracy)
