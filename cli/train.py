@@ -112,6 +112,7 @@ def _trained_model(spec: str, widen: tuple[int, int] | None, seed: int):
     from ase_electra.errors import InvalidInputError
     from ase_electra.models.base import load_model
     from ase_electra.models.electra import ElectraDensityModel
+    from ase_electra.nn.model import floating_counts
 
     model = load_model(spec)
     if not isinstance(model, ElectraDensityModel):
@@ -119,9 +120,8 @@ def _trained_model(spec: str, widen: tuple[int, int] | None, seed: int):
     if widen is None:
         return model
     heavy, light = widen
-    n_floating = tuple(light if z <= 2 else heavy for z in model.config.elements)
     try:
-        module = model.module.widened(n_floating, seed=seed)
+        module = model.module.widened(floating_counts(model.config.elements, heavy, light), seed=seed)
     except InvalidInputError as err:
         raise InvalidInputError(f"--init {spec} --widen {heavy} {light}: {err}") from None
     return ElectraDensityModel(module, model.device, name=f"{model.name} widened")

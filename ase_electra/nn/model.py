@@ -28,12 +28,17 @@ from .radial import RadialBasis
 from .symmetry import N_FRAME_MATRICES, N_FRAME_SCALARS, N_FRAME_VECTORS, Debias, frame_features
 from .tensors import Edges, TensorBlock, TensorFeatures
 
-__all__ = ["ElectraConfig", "ElectraModel", "valence_electrons"]
+__all__ = ["ElectraConfig", "ElectraModel", "floating_counts", "valence_electrons"]
 
 
 def valence_electrons(z: int) -> int:
     """Electrons outside the preceding noble-gas core."""
     return z - core_electrons(z)
+
+
+def floating_counts(elements: tuple[int, ...], heavy: int, light: int) -> tuple[int, ...]:
+    """Floating Gaussians per element: ``light`` for H and He, ``heavy`` for the rest."""
+    return tuple(light if z <= 2 else heavy for z in elements)
 
 
 @dataclass(frozen=True)
@@ -143,7 +148,7 @@ class ElectraConfig:
         if floating_per_electron is not None:
             n_floating = tuple(max(1, round(floating_per_electron * valence_electrons(z))) for z in elements)
         else:
-            n_floating = tuple(floating_light if z <= 2 else floating_heavy for z in elements)
+            n_floating = floating_counts(elements, floating_heavy, floating_light)
         return cls(elements, n_core, n_floating, **kwargs)
 
     def to_dict(self) -> dict[str, Any]:
