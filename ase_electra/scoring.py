@@ -10,7 +10,9 @@ Folders are scored file by file, matched by file stem (``water.cube`` <-> ``wate
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +25,12 @@ from .io import density_format, read_density
 
 __all__ = [
     "DISTANCE_EDGES",
+    "FAR",
     "GRID_ATOL",
     "ScoreRow",
     "distance_bands",
     "nmae",
+    "nmae_beyond",
     "nmae_by_distance",
     "pair_files",
     "score_pair",
@@ -43,6 +47,10 @@ _REFERENCE_SUFFIX = ".npz"
 #: Bin edges (Angstrom) of :func:`nmae_by_distance`: nuclear cusps, core shells, valence
 #: shells and bonds, the outer valence, the tail.
 DISTANCE_EDGES = (0.15, 0.35, 0.7, 1.2, 2.0)
+
+#: Distance from every nucleus (Angstrom) beyond which :func:`nmae_beyond` scores: the
+#: bonding region, away from the cusps that dominate an all-electron grid NMAE.
+FAR = 0.5
 
 
 def _grid_mismatch(pred: Grid, ref: Grid) -> str | None:
@@ -106,46 +114,78 @@ def nmae_by_distance(
     pred, ref : ndarray
         Values (nx, ny, nz) on ``grid``, e/Angstrom^3.
     grid : Grid
-        Molecular grid (no periodic axis: distances are not wrapped).
+        Molecular or periodic grid; along periodic axes the nearest periodic image counts.
     positions : ndarray
         Nuclei (N, 3), Angstrom.
     edges : tuple of float
-        Increasing band edges, Angstrom.
+        Increasing band edges, Angstrom; for a periodic grid below half the cell's
+        smallest width along its periodic axes.
 
     Returns
     -------
     ndarray
         (len(edges) + 1,) fractions summing to ``sum |pred - ref| / sum |ref|``: band 0 is
         closer than ``edges[0]``, the last band beyond ``edges[-1]``.
+    """
+    error = np.abs(np.asarray(pred, dtype=np.float64) - ref).reshape(-1)
+    shares = np.zeros(len(edges) + 1)
+    for part, nearest in _nearest_nucleus(grid, positions):
+        shares += np.bincount(np.searchsorted(edges, nearest), error[part], minlength=len(edges) + 1)
+    return shares / np.abs(np.asarray(ref, dtype=np.float64)).sum()
+
+
+def nmae_beyond(pred: np.ndarray, ref: np.ndarray, grid: Grid, positions: np.ndarray, radius: float = FAR) -> float:
+    """NMAE over the grid points farther than ``radius`` (Angstrom) from every nucleus, a fraction.
+
+    ``sum |pred - ref| / sum |ref|`` with both sums over those points only: the bonding
+    region, where a superposition of free atoms is several times worse than on the whole
+    grid (whose NMAE the nuclear cusps dominate). Periodic axes use the nearest image.
 
     Raises
     ------
     InvalidInputError
-        If ``grid`` is periodic along any axis.
+        If the reference is zero on every such point (or there are none).
     """
-    if any(grid.pbc):
-        raise InvalidInputError(f"NMAE by distance: needs a molecular grid, got periodic axes {grid.pbc}")
-    positions = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
-    error = np.abs(np.asarray(pred, dtype=np.float64) - ref).reshape(-1)
-    shares = np.zeros(len(edges) + 1)
+    pred = np.asarray(pred, dtype=np.float64).reshape(-1)
+    ref = np.asarray(ref, dtype=np.float64).reshape(-1)
+    error = norm = 0.0
+    for part, nearest in _nearest_nucleus(grid, positions):
+        far = nearest > radius
+        error += np.abs(pred[part][far] - ref[part][far]).sum()
+        norm += np.abs(ref[part][far]).sum()
+    if norm == 0:
+        raise InvalidInputError(f"reference density is zero beyond {radius} A of the nuclei: NMAE undefined")
+    return float(error / norm)
+
+
+def _nearest_nucleus(grid: Grid, positions: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
+    """``(flat_slice, distance)`` per chunk of ``grid``: each point's distance to the nearest nucleus, Angstrom.
+
+    Along periodic axes the nuclei's images in the neighbouring cells count too (exact
+    for distances below half the cell's smallest width along those axes).
+    """
+    shifts = np.array(list(itertools.product(*[(-1, 0, 1) if p else (0,) for p in grid.pbc])), dtype=np.float64)
+    nuclei = (np.asarray(positions, dtype=np.float64).reshape(-1, 3)[:, None, :] + (shifts @ grid.cell)[None]).reshape(-1, 3)
     for part, points in grid.chunks():
         nearest = np.full(len(points), np.inf)
-        for r in positions:
+        for r in nuclei:
             d = points - r
             nearest = np.minimum(nearest, np.einsum("ij,ij->i", d, d))
-        shares += np.bincount(np.searchsorted(edges, np.sqrt(nearest)), error[part], minlength=len(edges) + 1)
-    return shares / np.abs(np.asarray(ref, dtype=np.float64)).sum()
+        yield part, np.sqrt(nearest)
 
 
 @dataclass(frozen=True)
 class ScoreRow:
     """The score of one prediction; a file found on one side only has ``None`` scores.
 
-    ``nmae`` is a fraction; electron counts are grid sums times the voxel volume.
+    ``nmae`` is a fraction over the whole grid, ``nmae_far`` over the points farther than
+    :data:`FAR` from every nucleus (:func:`nmae_beyond`); electron counts are grid sums
+    times the voxel volume.
     """
 
     name: str
     nmae: float | None = None
+    nmae_far: float | None = None
     electrons_pred: float | None = None
     electrons_ref: float | None = None
     pred: Path | None = None
@@ -235,10 +275,11 @@ def score_pair(row: ScoreRow) -> ScoreRow:
     ref = _reference_density(row.ref, pred)
     try:
         error = nmae(pred, ref)
+        far = nmae_beyond(pred.values, ref.values, pred.grid, pred.atoms.positions)
     except InvalidInputError as err:
         raise InvalidInputError(f"{row.pred} vs {row.ref}: {err}") from err
     return dataclasses.replace(
-        row, nmae=error, electrons_pred=pred.n_electrons, electrons_ref=ref.n_electrons
+        row, nmae=error, nmae_far=far, electrons_pred=pred.n_electrons, electrons_ref=ref.n_electrons
     )
 
 

@@ -16,7 +16,15 @@ from click.testing import CliRunner
 from ase_electra import Density, FileFormatError, Grid, InvalidInputError
 from ase_electra.cli.score import main
 from ase_electra.io import write_chgcar, write_cube
-from ase_electra.scoring import ScoreRow, distance_bands, nmae, nmae_by_distance, pair_files, score_paths
+from ase_electra.scoring import (
+    ScoreRow,
+    distance_bands,
+    nmae,
+    nmae_beyond,
+    nmae_by_distance,
+    pair_files,
+    score_paths,
+)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "qm9-pbe-def2svp"
 
@@ -62,8 +70,38 @@ def test_nmae_by_distance_puts_each_error_in_its_band():
     np.testing.assert_allclose(shares, np.array([1.0, 0.5, 0.25, 2.0]) / total, rtol=1e-12)
     assert shares.sum() == pytest.approx(nmae(Density(Atoms(), grid, pred), Density(Atoms(), grid, ref)))
     assert distance_bands((0.5, 0.95, 3.0)) == ["< 0.5", "0.5-0.95", "0.95-3.0", "> 3.0"]
-    with pytest.raises(InvalidInputError, match="molecular grid"):
-        nmae_by_distance(pred, ref, dataclasses.replace(grid, pbc=(True, True, True)), np.zeros((1, 3)))
+
+
+def test_nmae_by_distance_uses_periodic_images():
+    # nucleus at (0.1, 0, 0) of a 10 A cell periodic along x only: the point (9, 0, 0) is 1.1 A
+    # from its image at (10.1, 0, 0), and (0, 9, 0) is 9.0 A away (y is not periodic)
+    grid = Grid(10.0 * np.eye(3), (10, 10, 10), pbc=(True, False, False))
+    ref = np.full(grid.shape, 0.01)
+    pred = ref.copy()
+    pred[9, 0, 0] += 1.0
+    pred[0, 9, 0] += 2.0
+    shares = nmae_by_distance(pred, ref, grid, np.array([[0.1, 0.0, 0.0]]), edges=(1.0, 1.2))
+    np.testing.assert_allclose(shares, np.array([0.0, 1.0, 2.0]) / np.abs(ref).sum(), rtol=1e-12)
+
+
+def test_nmae_beyond_scores_only_points_away_from_nuclei():
+    # 1 A voxels, nucleus on (0.2, 0.2, 0.2) of a periodic 4 A cell: (0, 0, 0) is 0.35 A away, and so is
+    # no other point; its error (a cusp) must not count, the error at (2, 2, 2) must count fully
+    grid = Grid(4.0 * np.eye(3), (4, 4, 4), pbc=(True, True, True))
+    ref = np.ones(grid.shape)
+    pred = ref.copy()
+    pred[0, 0, 0] += 10.0
+    pred[2, 2, 2] += 0.63
+    nucleus = np.array([[0.2, 0.2, 0.2]])
+    assert nmae_beyond(pred, ref, grid, nucleus) == pytest.approx(0.63 / 63, rel=1e-12)
+    # a nucleus at (3.9, 3.9, 3.9): only its periodic image at (-0.1, -0.1, -0.1) is near (0, 0, 0)
+    pred[3, 3, 3] += 5.0
+    corner = np.array([[3.9, 3.9, 3.9]])
+    assert nmae_beyond(pred, ref, grid, corner) == pytest.approx(5.63 / 63, rel=1e-12)
+    molecular = dataclasses.replace(grid, pbc=(False, False, False))
+    assert nmae_beyond(pred, ref, molecular, corner) == pytest.approx(15.63 / 64, rel=1e-12)
+    with pytest.raises(InvalidInputError, match="zero beyond 0.5 A"):
+        nmae_beyond(pred, np.zeros(grid.shape), grid, nucleus)
 
 
 def test_nmae_ignores_periodicity_flags(ref):
@@ -108,6 +146,7 @@ def test_score_files_across_formats(tmp_path, ref):
     (row,) = score_paths(pred, reference)
     assert row.name == "p" and row.matched
     assert row.nmae == pytest.approx(0.02, rel=1e-4)
+    assert row.nmae_far == pytest.approx(0.02, rel=1e-4)
     assert row.electrons_pred == pytest.approx(1.02 * ref.n_electrons, rel=1e-5)
     assert row.electrons_ref == pytest.approx(ref.n_electrons, rel=1e-9)
 
