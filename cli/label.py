@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 
-from ._common import traceback_option, user_errors
+from ._common import traceback_option, user_errors, version_option
 
 
-@click.command(context_settings={"show_default": True})
+@click.command("electra-label", context_settings={"show_default": True})
 @click.argument("structures", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the records (created if missing).")
@@ -22,6 +22,7 @@ from ._common import traceback_option, user_errors
 @click.option("--index", default=":", help="ASE frame selection, e.g. ':', '-1', '::10'.")
 @click.option("--overwrite", is_flag=True, help="Recompute outputs that already exist.")
 @traceback_option
+@version_option
 def main(structures, out_dir, xc, basis, charge, conv_tol, index, overwrite, traceback):
     """Label every frame of STRUCTURES (any format ASE reads) with its Kohn-Sham density.
 

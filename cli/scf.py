@@ -7,12 +7,12 @@ from pathlib import Path
 
 import click
 
-from ._common import traceback_option, user_errors
+from ._common import traceback_option, user_errors, version_option
 
 _METHODS = ("harris", "projection")  # ase_electra.scf.GUESS_METHODS (not imported: no torch on --help)
 
 
-@click.command(context_settings={"show_default": True})
+@click.command("electra-scf", context_settings={"show_default": True})
 @click.argument("structures", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--model", default="default",
               help="Model: 'default' (the shipped weights), 'promolecule' (superposed atoms, H to Ar), "
@@ -29,6 +29,7 @@ _METHODS = ("harris", "projection")  # ase_electra.scf.GUESS_METHODS (not import
 @click.option("--compare", is_flag=True, help="Also run from PySCF's 'minao', 'atom' and 'huckel' guesses.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of tables.")
 @traceback_option
+@version_option
 def main(structures, model, method, xc, basis, charge, spin, conv_tol, compare, as_json, traceback):
     """Run PySCF (density-fitted RKS/UKS) on every frame of STRUCTURES from the predicted guess.
 

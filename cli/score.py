@@ -7,14 +7,15 @@ from pathlib import Path
 
 import click
 
-from ._common import traceback_option, user_errors
+from ._common import traceback_option, user_errors, version_option
 
 
-@click.command()
+@click.command("electra-score")
 @click.argument("pred", type=click.Path(path_type=Path))
 @click.argument("ref", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table.")
 @traceback_option
+@version_option
 def main(pred: Path, ref: Path, as_json: bool, traceback: bool) -> None:
     """Score predicted densities PRED against references REF.
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 
-from ._common import traceback_option, user_errors
+from ._common import device_option, traceback_option, user_errors, version_option
 
 
-@click.command(context_settings={"show_default": True})
+@click.command("electra-train", context_settings={"show_default": True})
 @click.argument("data", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", "run_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Run folder: checkpoint, best model (RUN/best), log.csv.")
@@ -52,8 +52,9 @@ from ._common import traceback_option, user_errors
               help="Grid spacing of reference records, Angstrom.")
 @click.option("--margin", type=click.FloatRange(min=0), default=4.0,
               help="Vacuum around molecules of reference records, Angstrom.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
+@device_option
 @traceback_option
+@version_option
 def main(data, run_dir, val_dir, val_fraction, epochs, max_minutes, loss, probes, batch_size, max_steps, lr, lr_decay,
          dipole_weight, ema, seed, resume, model_config, init_spec, widen, checkpoint_every, cache_dir, spacing, margin, device, traceback):
     """Train on the reference records (*.npz), cube and CHGCAR files in the DATA folders.

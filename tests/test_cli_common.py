@@ -1,0 +1,45 @@
+"""What every command shares: --version and the --device check."""
+
+import importlib.metadata
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from ase_electra.cli import label, scf, score, train
+
+COMMANDS = {"electra-train": train.main, "electra-label": label.main, "electra-scf": scf.main,
+            "electra-score": score.main}
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_version_names_the_command_and_the_installed_package(name):
+    result = CliRunner().invoke(COMMANDS[name], ["--version"])
+    assert result.exit_code == 0, result.output
+    assert result.output == f"{name}, ase-electra {importlib.metadata.version('ase-electra')}\n"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch without a CUDA device")
+def test_device_cuda_without_cuda_is_one_line_before_any_work(tmp_path):
+    result = CliRunner().invoke(train.main, [str(tmp_path / "missing"), "-o", str(tmp_path / "run"),
+                                             "--device", "cuda"])
+    assert result.exit_code == 1
+    assert result.output == f"Error: --device cuda: torch {torch.__version__} sees no CUDA device\n"
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("choice", "expected"), [("cpu", "cpu"), ("auto", "cuda" if torch.cuda.is_available()
+                                                                              else "cpu")])
+def test_device_is_resolved_before_the_command_runs(choice, expected):
+    import click
+
+    from ase_electra.cli._common import device_option
+
+    @click.command()
+    @device_option
+    def show(device):
+        click.echo(device)
+
+    result = CliRunner().invoke(show, ["--device", choice])
+    assert result.exit_code == 0, result.output
+    assert result.output == f"{expected}\n"
