@@ -14,44 +14,61 @@ from ._common import device_option, traceback_option, user_errors, version_optio
 @click.command("electra-train", context_settings={"show_default": True})
 @click.argument("data", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", "run_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Run folder: checkpoint, best model (RUN/best), log.csv.")
+              help="Run folder (created if missing): train_config.json, checkpoint.pt, best model RUN/best, "
+                   "log.csv (one row per epoch).")
 @click.option("--val", "val_dir", type=click.Path(path_type=Path),
-              help="Validation folder (may hold QM9 test-split records, for a final evaluation).")
+              help="Validation folder (may hold QM9 test-split records, for a final evaluation); "
+                   "excludes --val-fraction.", show_default="the QM9 rule, see --val-fraction")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              help="Hold out this random fraction of DATA; default: the QM9 rule (index ending in 8).")
-@click.option("--epochs", type=click.IntRange(min=1), default=100)
+              help="Hold out this random fraction of DATA (at least one structure, drawn with --seed).",
+              show_default="the QM9 rule: records whose index ends in 8 validate")
+@click.option("--epochs", type=click.IntRange(min=1), default=100,
+              help="Passes over the training structures (all epochs, a resumed run's earlier ones included).")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True),
-              help="Stop cleanly after this wall time, minutes (building the grid cache included).")
+              help="Stop cleanly (checkpoint and best model saved) after this wall time, minutes, building the "
+                   "grid cache included.", show_default="no limit")
 @click.option("--loss", type=click.Choice(["auto", "probe", "grid"]), default="auto",
-              help="Training loss: full-grid NMAE or probe-sampled NMAE; auto = grid on CUDA, probe on CPU.")
-@click.option("--probes", type=click.IntRange(min=1), default=4096, help="Probe points per structure and step.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=1, help="Structures per step (per process).")
-@click.option("--max-steps", type=click.IntRange(min=1), help="Stop cleanly after this many optimiser steps in all.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, help="Initial learning rate.")
+              help="Training loss: NMAE on the full reference grid (grid) or estimated from importance-sampled "
+                   "probe points (probe); auto: grid on CUDA, probe on the CPU. Validation is always full-grid.")
+@click.option("--probes", type=click.IntRange(min=1), default=4096,
+              help="Probe points per structure and step (--loss probe).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1,
+              help="Structures per optimiser step, per process (under torchrun: per rank).")
+@click.option("--max-steps", type=click.IntRange(min=1),
+              help="Stop cleanly after this many optimiser steps in all (a resumed run's earlier steps "
+                   "included).", show_default="no limit")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3,
+              help="Initial learning rate of AdamW (amsgrad, weight decay 0.01, gradient norm clipped at 1).")
 @click.option("--lr-decay", type=click.FloatRange(0, 1, min_open=True), default=0.9,
-              help="Learning-rate factor per epoch.")
+              help="Factor on the learning rate after every epoch; 1: constant.")
 @click.option("--dipole-weight", type=click.FloatRange(min=0), default=0.0,
-              help="Weight of |p_pred - p_ref| (e*Angstrom) in the loss; 0: NMAE only.")
+              help="Weight, 1/(e*Angstrom), of |p_pred - p_ref| (e*Angstrom) added to each structure's NMAE; "
+                   "0: NMAE only.")
 @click.option("--ema", type=click.FloatRange(0, 1, max_open=True), default=0.0,
               help="Decay per step of an exponential moving average of the weights, used for validation "
-                   "and RUN/best (e.g. 0.999); 0: off.")
-@click.option("--seed", type=int, default=0)
+                   "and RUN/best (e.g. 0.999: about the last 1,000 steps); 0: off.")
+@click.option("--seed", type=int, default=0,
+              help="Seeds the model initialisation, data order, probes and --val-fraction split.")
 @click.option("--resume", is_flag=True, help="Continue the run in RUN from its checkpoint.")
 @click.option("--model-config", type=click.Path(dir_okay=False, path_type=Path),
-              help="JSON file of model settings (e.g. {\"channels\": 64}) or a full model config.json.")
+              help="JSON file of model settings (e.g. {\"channels\": 64}) or a full model config.json.",
+              show_default="ase_electra.models.electra.default_config for the data's elements")
 @click.option("--init", "init_spec", metavar="MODEL",
               help="Fine-tune: start from this trained model ('default', a model or run folder) "
-                   "with its configuration; excludes --model-config.")
+                   "with its configuration; excludes --model-config and --resume.",
+              show_default="a fresh model, starting as the promolecule")
 @click.option("--widen", type=(click.IntRange(min=1), click.IntRange(min=1)), metavar="HEAVY LIGHT",
               help="With --init: first give the init model HEAVY floating Gaussians per heavy atom and LIGHT "
                    "per H and He (copies of its own, same density) and fine-tune that.")
-@click.option("--checkpoint-every", type=click.IntRange(min=1), default=100, help="Steps between checkpoints.")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=100,
+              help="Optimiser steps between checkpoints (also written at every epoch end and at a stop).")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder of cached reference grids [default: RUN/../cache].")
+              help="Folder of cached reference grids, reused between runs.", show_default="RUN/../cache")
 @click.option("--spacing", type=click.FloatRange(min=0, min_open=True), default=0.1,
-              help="Grid spacing of reference records, Angstrom.")
+              help="Grid spacing of reference records (*.npz), Angstrom; cube and CHGCAR files keep their grid.")
 @click.option("--margin", type=click.FloatRange(min=0), default=4.0,
-              help="Vacuum around molecules of reference records, Angstrom.")
+              help="Vacuum around the molecules of reference records (*.npz), Angstrom; cube and CHGCAR files "
+                   "keep their grid.")
 @device_option
 @traceback_option
 @version_option

@@ -2,6 +2,7 @@
 
 import importlib.metadata
 
+import click
 import pytest
 import torch
 from click.testing import CliRunner
@@ -31,8 +32,6 @@ def test_device_cuda_without_cuda_is_one_line_before_any_work(tmp_path):
 @pytest.mark.parametrize(("choice", "expected"), [("cpu", "cpu"), ("auto", "cuda" if torch.cuda.is_available()
                                                                               else "cpu")])
 def test_device_is_resolved_before_the_command_runs(choice, expected):
-    import click
-
     from ase_electra.cli._common import device_option
 
     @click.command()
@@ -43,3 +42,10 @@ def test_device_is_resolved_before_the_command_runs(choice, expected):
     result = CliRunner().invoke(show, ["--device", choice])
     assert result.exit_code == 0, result.output
     assert result.output == f"{expected}\n"
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_option_has_help(name):
+    options = [p for p in COMMANDS[name].params if isinstance(p, click.Option)]
+    assert options
+    assert [p.name for p in options if not p.help] == []
