@@ -176,6 +176,31 @@ class GaussianMixture:
     def detach(self) -> GaussianMixture:
         return GaussianMixture(self.weights.detach(), self.centres.detach(), self.scale_tril.detach(), self.sizes)
 
+    def convolved(self, extra_covariances: torch.Tensor) -> GaussianMixture:
+        """This mixture convolved Gaussian by Gaussian with centred normal kernels.
+
+        Gaussian k becomes N(mu_k, Sigma_k + extra_covariances[k]): weights and centres are
+        unchanged, so :meth:`integral` is too. Differentiable.
+
+        Parameters
+        ----------
+        extra_covariances : Tensor, shape (K, 3, 3), Angstrom^2
+            Symmetric positive semi-definite kernel covariance of each Gaussian.
+
+        Examples
+        --------
+        >>> m = GaussianMixture(torch.tensor([1.0]), torch.zeros(1, 3), 0.3 * torch.eye(3)[None])
+        >>> round(m.convolved(0.16 * torch.eye(3)[None]).scale_tril[0, 0, 0].item(), 6)
+        0.5
+        """
+        if extra_covariances.shape != self.scale_tril.shape:
+            raise InvalidInputError(
+                f"extra_covariances: expected {tuple(self.scale_tril.shape)}, got {tuple(extra_covariances.shape)}"
+            )
+        covariances = self.covariances + extra_covariances
+        scale_tril = torch.linalg.cholesky(0.5 * (covariances + covariances.transpose(-1, -2)))
+        return GaussianMixture(self.weights, self.centres, scale_tril, self.sizes)
+
     # ------------------------------------------------------------------ analytic quantities
     def integral(self) -> torch.Tensor:
         """Analytic integral of each structure's sum of Gaussians, shape (S,), electrons.

@@ -7,7 +7,7 @@ import torch
 from ase import Atoms
 
 from .density import Density
-from .evaluate import Backend, evaluate
+from .evaluate import Backend, Sampling, evaluate
 from .grid import DEFAULT_MAX_POINTS, Grid
 from .models import DensityModel
 
@@ -39,6 +39,7 @@ def predict_densities(
     grids: list[Grid],
     *,
     backend: Backend = "auto",
+    sampling: Sampling = "point",
 ) -> list[Density]:
     """Predict each structure's density on its grid.
 
@@ -50,6 +51,12 @@ def predict_densities(
         Positions in Angstrom.
     grids : list of Grid
         One grid per structure.
+    backend : {"auto", "torch", "numba", "cupy"}
+        Evaluator, as in :func:`~ase_electra.evaluate.evaluate`.
+    sampling : {"point", "voxel"}
+        "point": the density at each grid point. "voxel": values whose grid sum times the
+        voxel volume is each mixture's electron count (for Bader analysis and other
+        integrals); see :func:`~ase_electra.evaluate.evaluate`.
 
     Returns
     -------
@@ -58,6 +65,6 @@ def predict_densities(
     with torch.no_grad():
         mixtures = model.predict(structures).split()
         return [
-            Density(atoms, grid, evaluate(m, grid, backend=backend).double().cpu().numpy())
+            Density(atoms, grid, evaluate(m, grid, backend=backend, sampling=sampling).double().cpu().numpy())
             for atoms, grid, m in zip(structures, grids, mixtures)
         ]

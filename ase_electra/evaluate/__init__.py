@@ -26,10 +26,14 @@ from ..errors import GridTooLargeError, InvalidInputError
 from ..gaussians import DEFAULT_N_SIGMA, DEFAULT_TOLERANCE, GaussianMixture
 from ..grid import Grid
 from . import _torch
+from ._voxel import voxel_spread
 
-__all__ = ["evaluate", "evaluate_points", "density_and_gradient", "select_backend", "Backend", "DEFAULT_MAX_BYTES"]
+__all__ = [
+    "evaluate", "evaluate_points", "density_and_gradient", "select_backend", "Backend", "Sampling", "DEFAULT_MAX_BYTES"
+]
 
 Backend = Literal["auto", "torch", "numba", "cupy"]
+Sampling = Literal["point", "voxel"]
 
 #: Bound on the memory one evaluation may use, bytes (output plus work buffers).
 DEFAULT_MAX_BYTES = 2 * 1024**3
@@ -87,6 +91,7 @@ def evaluate(
     n_sigma: float = DEFAULT_N_SIGMA,
     tolerance: float = DEFAULT_TOLERANCE,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    sampling: Sampling = "point",
 ) -> torch.Tensor:
     """Density of a one-structure mixture on every point of ``grid``; differentiable.
 
@@ -104,6 +109,17 @@ def evaluate(
         Each Gaussian also ends where its value falls below this (0: at ``n_sigma``).
     max_bytes : int
         Memory bound; a larger grid raises :class:`GridTooLargeError`.
+    sampling : {"point", "voxel"}
+        "point": the density at each grid point. "voxel": values for integrating (Bader
+        analysis, charges, electron counts): each Gaussian narrower than the voxels, such
+        as an all-electron core, is first spread over the voxels around its centre
+        (convolved with a Gaussian of the voxel's shape, variance raised to 0.5 voxel^2 in
+        grid-index units; ``_voxel.py``), so the grid sum times ``grid.voxel_volume``
+        equals the mixture's integral to within about 3e-4 of the widened Gaussians'
+        weight on any grid, where point values near a nucleus over-count by up to a
+        factor of 8. Values stay those of "point" wherever no narrow Gaussian reaches
+        (beyond about 3.5 voxels from its centre); near its centre they approximate the
+        density's average over a few voxels, not the point value.
 
     Returns
     -------
@@ -112,6 +128,10 @@ def evaluate(
     """
     _check_single(mixture)
     _check_cutoff(n_sigma, tolerance)
+    if sampling == "voxel":
+        mixture = voxel_spread(mixture, grid)
+    elif sampling != "point":
+        raise InvalidInputError(f"sampling: expected 'point' or 'voxel', got {sampling!r}")
     itemsize = torch.finfo(mixture.dtype).bits // 8
     work_points = min(_WORK_POINTS, max(1, (max_bytes - grid.n_points * itemsize) // _BYTES_PER_WORK_POINT))
     if grid.n_points * itemsize + 1024 * _BYTES_PER_WORK_POINT > max_bytes:
