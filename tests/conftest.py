@@ -1,7 +1,8 @@
-"""Shared fixtures: a fixed seed for every test, and random mixtures."""
+"""Shared fixtures: a fixed seed for every test, random mixtures, and the shared reference data."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -11,8 +12,30 @@ import torch
 
 from ase_electra import GaussianMixture
 
-#: The shared reference data, when the checkout sits beside ../shared (as in CI).
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "qm9-pbe-def2svp"
+_BESIDE_CHECKOUT = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+#: The folder holding the reference data sets (qm9-pbe-def2svp/, ...): $ELECTRA_DATA, else
+#: ../shared/datasets beside the checkout (as in CI).
+DATA_ROOT = Path(os.environ.get("ELECTRA_DATA") or _BESIDE_CHECKOUT).expanduser()
+SHARED_DATA = DATA_ROOT / "qm9-pbe-def2svp"
+
+
+def skip_without_data(what: str) -> None:
+    """Skip the test, saying which data is missing, where it was looked for, and how to point there."""
+    pytest.skip(f"{what} not in {SHARED_DATA}: set ELECTRA_DATA to the folder holding qm9-pbe-def2svp/")
+
+
+def shared_records() -> list[Path]:
+    """The shared QM9 reference records, smallest file first; skips when there are none."""
+    paths = sorted(SHARED_DATA.glob("qm9_*.npz"), key=lambda p: p.stat().st_size) if SHARED_DATA.is_dir() else []
+    if not paths:
+        skip_without_data("reference records qm9_*.npz")
+    return paths
+
+
+def pytest_report_header() -> str:
+    """One header line: where the reference data is looked for, and whether it is there."""
+    found = "found" if SHARED_DATA.is_dir() else "missing: the tests that need it skip"
+    return f"reference data (ELECTRA_DATA): {SHARED_DATA} ({found})"
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +70,7 @@ def mixture() -> GaussianMixture:
 def copy_records(tmp_path_factory: pytest.TempPathFactory, names: tuple[str, ...]) -> Path:
     """A fresh folder holding copies of the named shared records; skips if they are absent."""
     if not all((SHARED_DATA / name).is_file() for name in names):
-        pytest.skip(f"reference records {names} not in {SHARED_DATA}")
+        skip_without_data(f"reference records {', '.join(names)}")
     folder = tmp_path_factory.mktemp("records")
     for name in names:
         shutil.copy(SHARED_DATA / name, folder / name)

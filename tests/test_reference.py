@@ -19,15 +19,12 @@ from ase_electra.reference import (
     split_of,
 )
 
-from .conftest import SHARED_DATA
+from .conftest import shared_records
 
 
 @pytest.fixture(scope="module")
 def shared_path():
-    paths = sorted(SHARED_DATA.glob("qm9_*.npz"), key=lambda p: p.stat().st_size) if SHARED_DATA.is_dir() else []
-    if not paths:
-        pytest.skip(f"no reference records in {SHARED_DATA}")
-    return paths[0]  # the smallest molecule
+    return shared_records()[0]  # the smallest molecule
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from ase_electra.scoring import (
     score_paths,
 )
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "qm9-pbe-def2svp"
+from .conftest import shared_records
 
 
 @pytest.fixture
@@ -264,9 +264,7 @@ def test_npz_reference_without_module(tmp_path, ref, monkeypatch):
 def test_npz_reference_real_record(tmp_path):
     """With the real ase_electra.reference: a prediction equal to the record scores 0."""
     reference = pytest.importorskip("ase_electra.reference")
-    records = sorted(SHARED_DATA.glob("qm9_*.npz"), key=lambda p: p.stat().st_size)
-    if not records:
-        pytest.skip(f"no reference records in {SHARED_DATA}")
+    records = shared_records()
     record = reference.load_record(records[0])
     grid = Grid.for_molecule(record.positions, spacing=0.4, margin=2.0)
     pred = Density(record.atoms, grid, record.density_on(grid))
