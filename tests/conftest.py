@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ DATA_ROOT = Path(os.environ.get("ELECTRA_DATA") or _BESIDE_CHECKOUT).expanduser(
 SHARED_DATA = DATA_ROOT / "qm9-pbe-def2svp"
 
 
-def skip_without_data(what: str) -> None:
+def skip_without_data(what: str) -> NoReturn:
     """Skip the test, saying which data is missing, where it was looked for, and how to point there."""
     pytest.skip(f"{what} not in {SHARED_DATA}: set ELECTRA_DATA to the folder holding qm9-pbe-def2svp/")
 
