@@ -76,7 +76,7 @@ SPLITS = ("train", "validation", "test")
 CHUNK_BYTES = 200 * 1024**2
 
 _REQUIRED = ("numbers", "positions", "basis", "xc", "mo_coeff_occ", "energy", "source", "name")
-_OPTIONAL = ("scf_seconds", "scf_cycles")
+_OPTIONAL = ("scf_seconds", "scf_cycles", "grid_level", "conv_tol")
 _AO_CUTOFF = 1e-15  # AO values below this (bohr^-3/2) count as zero; PySCF's default
 _BLOCK = 32  # edge of the blocks of the factorised grid path, points
 _LIBCINT_SP = {0: 0.282094791773878143, 1: 0.488602511902919921}  # libcint's s and p factors
@@ -106,6 +106,10 @@ class ReferenceRecord:
     source, name : str
     scf_seconds : float, optional
     scf_cycles : int, optional
+    grid_level : int, optional
+        PySCF DFT grid level of the SCF (records without it used 3).
+    conv_tol : float, optional, Hartree
+        SCF convergence threshold (records without it used 1e-9).
     """
 
     numbers: np.ndarray
@@ -118,6 +122,8 @@ class ReferenceRecord:
     name: str
     scf_seconds: float | None = None
     scf_cycles: int | None = None
+    grid_level: int | None = None
+    conv_tol: float | None = None
 
     def __post_init__(self) -> None:
         numbers, positions = np.asarray(self.numbers), np.asarray(self.positions)
@@ -380,7 +386,8 @@ def load_record(path: str | os.PathLike) -> ReferenceRecord:
 def _scalar(key: str, value: np.ndarray) -> str | float | int:
     """The Python value of a 0-d array of the kind ``key`` needs, else InvalidInputError."""
     expected, kinds = {"energy": ("a number", "fiu"), "scf_seconds": ("a number", "fiu"),
-                       "scf_cycles": ("an integer", "iu")}.get(key, ("a string", "U"))
+                       "scf_cycles": ("an integer", "iu"), "grid_level": ("an integer", "iu"),
+                       "conv_tol": ("a number", "fiu")}.get(key, ("a string", "U"))
     if value.shape != () or value.dtype.kind not in kinds:
         raise InvalidInputError(f"{key}: expected {expected}, got {value.dtype} array of shape {value.shape}")
     return value.item()
@@ -402,6 +409,10 @@ def save_record(path: str | os.PathLike, record: ReferenceRecord) -> Path:
         arrays["scf_seconds"] = np.float64(record.scf_seconds)
     if record.scf_cycles is not None:
         arrays["scf_cycles"] = np.int64(record.scf_cycles)
+    if record.grid_level is not None:
+        arrays["grid_level"] = np.int64(record.grid_level)
+    if record.conv_tol is not None:
+        arrays["conv_tol"] = np.float64(record.conv_tol)
     with atomic_path(path) as tmp, open(tmp, "wb") as stream:
         np.savez_compressed(stream, **arrays)
     return path

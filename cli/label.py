@@ -19,11 +19,13 @@ from ._common import traceback_option, user_errors, version_option
 @click.option("--charge", type=int, default=0, help="Total charge of every structure, elementary charges.")
 @click.option("--conv-tol", type=click.FloatRange(min=0, min_open=True), default=1e-9,
               help="SCF energy convergence threshold, Hartree.")
+@click.option("--grid-level", type=click.IntRange(0, 9), default=3,
+              help="PySCF DFT integration grid level (the shared records since 2026-12-01: 1).")
 @click.option("--index", default=":", help="ASE frame selection, e.g. ':', '-1', '::10'.")
 @click.option("--overwrite", is_flag=True, help="Recompute outputs that already exist.")
 @traceback_option
 @version_option
-def main(structures, out_dir, xc, basis, charge, conv_tol, index, overwrite, traceback):
+def main(structures, out_dir, xc, basis, charge, conv_tol, grid_level, index, overwrite, traceback):
     """Label every frame of STRUCTURES (any format ASE reads) with its Kohn-Sham density.
 
     Restricted (closed-shell) Kohn-Sham with PySCF, all electrons, density fitting; the
@@ -41,6 +43,6 @@ def main(structures, out_dir, xc, basis, charge, conv_tol, index, overwrite, tra
     with user_errors(traceback):
         written, skipped = label_files(
             structures, out_dir, index=index, overwrite=overwrite, progress=progress,
-            xc=xc, basis=basis, charge=charge, conv_tol=conv_tol,
+            xc=xc, basis=basis, charge=charge, conv_tol=conv_tol, grid_level=grid_level,
         )
     click.echo(f"{written + skipped} frames: {written} labelled, {skipped} already present -> {out_dir}")

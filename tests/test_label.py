@@ -50,6 +50,21 @@ def test_energy_matches_direct_pyscf(water):
     assert water.scf_cycles > 0 and water.scf_seconds > 0
 
 
+def test_grid_level_is_pyscfs_and_recorded(tmp_path, water):
+    from pyscf import dft, gto
+
+    atoms = molecule("H2O")
+    coarse = label_structure(atoms, basis="sto-3g", grid_level=1, conv_tol=1e-8)
+    mol = gto.M(atom=[(int(z), p) for z, p in zip(atoms.numbers, atoms.positions)], basis="sto-3g",
+                unit="Angstrom", verbose=0)
+    mf = dft.RKS(mol, xc="pbe").density_fit()
+    mf.conv_tol, mf.grids.level = 1e-8, 1
+    assert coarse.energy == pytest.approx(mf.kernel(), abs=1e-7)
+    assert abs(coarse.energy - water.energy) > 1e-6  # level 1 is not the default level 3
+    back = load_record(save_record(tmp_path / "coarse.npz", coarse))
+    assert (back.grid_level, back.conv_tol) == (1, 1e-8) and (water.grid_level, water.conv_tol) == (3, 1e-9)
+
+
 def test_labelled_density_integrates_to_electron_count(water):
     from pyscf.dft import gen_grid
 
