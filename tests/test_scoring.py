@@ -193,7 +193,7 @@ def test_cli_table_and_json(tmp_path, ref):
     table = run(tmp_path / "pred", tmp_path / "ref")
     assert table.exit_code == 0, table.output
     header = table.stdout.splitlines()[0].split()
-    assert header == ["name", "NMAE", "%", "electrons", "pred", "electrons", "ref"]
+    assert header == ["name", "NMAE", "%", ">", "0.5", "A", "%", "electrons", "pred", "electrons", "ref"]
     assert "5.0000" in table.stdout and "only in PRED" in table.stdout and "mean of 1" in table.stdout
     assert "without a namesake" in table.stderr
 
@@ -203,6 +203,8 @@ def test_cli_table_and_json(tmp_path, ref):
     assert [f["name"] for f in report["files"]] == ["a"]
     assert report["mean_nmae"] == pytest.approx(0.05, rel=1e-4)
     assert report["files"][0]["nmae_percent"] == pytest.approx(5.0, rel=1e-4)
+    assert report["mean_nmae_far"] == pytest.approx(0.05, rel=1e-4)
+    assert report["files"][0]["nmae_far_percent"] == pytest.approx(5.0, rel=1e-4)
     assert report["only_in_pred"] == [str(tmp_path / "pred" / "extra.cube")] and report["only_in_ref"] == []
 
 
