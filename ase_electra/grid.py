@@ -14,6 +14,12 @@ For a periodic axis the cell row is the lattice vector and point ``n`` would rep
 point ``0``. For a molecule in a box (no periodic axis) the cell is
 ``shape * spacing`` along each Cartesian axis, so the last point lies one spacing short
 of the far face.
+
+Which grid a structure gets (:meth:`Grid.for_atoms`): a structure periodic along any axis
+(a crystal, a slab, a wire) gets its own cell, origin zero, with its ``pbc``; its cell
+holds the vacuum along non-periodic axes. A structure periodic along no axis gets a box
+around its atoms, unless ``use_cell`` asks for its cell (as ASE calculators place
+``get_pseudo_density()`` on ``atoms.cell``).
 """
 
 from __future__ import annotations
@@ -75,7 +81,7 @@ class Grid:
     Examples
     --------
     >>> g = Grid(np.diag([2.0, 2.0, 2.0]), (4, 4, 4))
-    >>> g.spacing.tolist(), g.voxel_volume, g.n_points
+    >>> g.spacing.tolist(), round(g.voxel_volume, 12), g.n_points
     ([0.5, 0.5, 0.5], 0.125, 64)
     """
 
@@ -137,7 +143,7 @@ class Grid:
             raise InvalidInputError(f"margin: expected a finite value >= 0, got {margin}")
         lo, hi = pos.min(0) - margin, pos.max(0) + margin
         shape = tuple(int(math.ceil((h - l) / spacing - 1e-9)) + 1 for l, h in zip(lo, hi))
-        _check_size(shape, max_points)
+        _check_size(shape, max_points, "use a coarser spacing or a smaller margin")
         centre = 0.5 * (lo + hi)
         origin = centre - 0.5 * spacing * (np.array(shape) - 1)
         return cls(np.diag(np.array(shape) * spacing), shape, origin, (False, False, False))
@@ -150,15 +156,19 @@ class Grid:
         pbc: tuple[bool, bool, bool] = (True, True, True),
         max_points: int = DEFAULT_MAX_POINTS,
     ) -> Grid:
-        """Grid spanning a periodic cell, origin at zero (the CHGCAR layout).
+        """Grid spanning a cell, origin at zero (the CHGCAR layout, and ASE's ``write_cube``).
 
         Parameters
         ----------
         cell : array, shape (3, 3), Angstrom
-            Lattice vectors as rows.
+            Cell vectors as rows.
         spacing : float, Angstrom
-            Largest allowed distance between points along each lattice vector; the
+            Largest allowed distance between points along each cell vector; the
             number of points per axis is rounded up to an FFT-friendly size.
+        pbc : tuple of 3 bool
+            Periodic axes: images are summed along these only.
+        max_points : int
+            Refuse grids with more points (:class:`GridTooLargeError`).
         """
         cell = np.asarray(cell, dtype=np.float64)
         _check_positive("spacing", spacing)
@@ -166,7 +176,7 @@ class Grid:
             raise InvalidInputError(f"cell: expected shape (3, 3), got {cell.shape}")
         lengths = np.linalg.norm(cell, axis=1)
         shape = tuple(fft_friendly(math.ceil(length / spacing - 1e-9)) for length in lengths)
-        _check_size(shape, max_points)
+        _check_size(shape, max_points, "use a coarser spacing (the grid spans the cell)")
         return cls(cell, shape, np.zeros(3), pbc)
 
     @classmethod
@@ -176,16 +186,47 @@ class Grid:
         spacing: float = 0.1,
         margin: float = 4.0,
         max_points: int = DEFAULT_MAX_POINTS,
+        *,
+        use_cell: bool = False,
     ) -> Grid:
-        """The default grid for an ASE ``Atoms``: its cell if fully periodic, else a box.
+        """The default grid for an ASE ``Atoms``: its cell if periodic along any axis, else a box.
 
-        A structure with all three axes periodic uses :meth:`for_cell`; anything else
-        (molecules, and cells with vacuum along some axis but ``pbc`` unset) gets a
-        :meth:`for_molecule` box.
+        A structure periodic along some axis (a crystal, or a slab or wire whose cell holds
+        the vacuum along its other axes) gets :meth:`for_cell` on ``atoms.cell`` with
+        ``atoms.pbc``: images are summed along the periodic axes only, and ``margin`` is not
+        used. A structure periodic along no axis (a molecule; ``electra-density``) gets a
+        :meth:`for_molecule` box with ``margin`` around its atoms, whatever its cell, unless
+        ``use_cell`` is set and it has a cell (three non-zero vectors): then it too gets
+        its cell, as :class:`~ase_electra.calculator.ElectraCalculator` does so that
+        ``get_pseudo_density()`` lies on ``atoms.cell`` like an ASE DFT calculator's.
+
+        Raises
+        ------
+        InvalidInputError
+            If a structure that uses its cell has a zero cell vector or a singular cell,
+            or an atom outside the cell along a non-periodic axis (its density would be
+            cut off at the cell's face).
         """
-        if all(atoms.pbc):
-            return cls.for_cell(atoms.cell.array, spacing, (True, True, True), max_points)
-        return cls.for_molecule(atoms.positions, spacing, margin, max_points)
+        pbc = tuple(bool(p) for p in atoms.pbc)
+        has_cell = bool(np.all(atoms.cell.lengths() > 0))
+        if not any(pbc) and not (use_cell and has_cell):
+            return cls.for_molecule(atoms.positions, spacing, margin, max_points)
+        if not has_cell:
+            raise InvalidInputError(
+                f"cell {np.round(atoms.cell.array, 4).tolist()} with pbc {list(pbc)}: the grid spans the cell, "
+                "so every cell vector must be non-zero (give non-periodic axes their vacuum: atoms.center(vacuum=...))"
+            )
+        if abs(atoms.cell.volume) < 1e-9:
+            raise InvalidInputError(f"cell {np.round(atoms.cell.array, 4).tolist()} is singular")
+        frac = atoms.cell.scaled_positions(atoms.positions)
+        outside = [a for a in range(3) if not pbc[a] and (frac[:, a].min() < -1e-9 or frac[:, a].max() > 1 + 1e-9)]
+        if outside:
+            axis = "abc"[outside[0]]
+            raise InvalidInputError(
+                f"atoms outside the cell along non-periodic axis {axis} (fractional {frac[:, outside[0]].min():.3g} "
+                f"to {frac[:, outside[0]].max():.3g}): the grid spans the cell; centre them (atoms.center())"
+            )
+        return cls.for_cell(atoms.cell.array, spacing, pbc, max_points)
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -253,11 +294,12 @@ def _check_positive(name: str, value: float) -> None:
         raise InvalidInputError(f"{name}: expected a finite value > 0, got {value}")
 
 
-def _check_size(shape: tuple[int, ...], max_points: int) -> None:
+def _check_size(shape: tuple[int, ...], max_points: int, remedy: str) -> None:
+    """:class:`GridTooLargeError` ending in ``remedy`` if ``shape`` has more than ``max_points`` points."""
     n = math.prod(shape)
     if n > max_points:
         gb = n * 8 / 1e9
         raise GridTooLargeError(
             f"grid of shape {shape} has {n:,} points ({gb:.1f} GB as float64), "
-            f"more than the limit of {max_points:,}; use a coarser spacing or a smaller margin"
+            f"more than the limit of {max_points:,}; {remedy}"
         )

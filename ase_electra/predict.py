@@ -15,7 +15,8 @@ __all__ = ["predict_densities", "grid_for", "in_box_frame"]
 
 
 def grid_for(atoms: Atoms, spacing: float, margin: float, max_points: int = DEFAULT_MAX_POINTS) -> Grid:
-    """The default grid of a structure: its cell if fully periodic, else a box (Angstrom)."""
+    """The default grid of a structure: its cell if periodic along any axis (crystals, slabs), else a box
+    (Angstrom); see :meth:`Grid.for_atoms`."""
     return Grid.for_atoms(atoms, spacing=spacing, margin=margin, max_points=max_points)
 
 

@@ -233,6 +233,51 @@ def test_periodic_structure_uses_its_cell(promolecule):
                                density.values.reshape(-1)[flat], rtol=1e-10, atol=1e-12)
 
 
+def test_atoms_with_a_cell_get_a_grid_spanning_it(promolecule):
+    """As ASE's DFT calculators: the cell, origin zero, periodic along atoms.pbc only."""
+    atoms = molecule("H2O")
+    atoms.center(vacuum=4.0)
+    atoms.calc = ElectraCalculator(model=promolecule, **FAST)
+    grid = atoms.calc.get_density().grid
+    np.testing.assert_allclose(grid.cell, atoms.cell.array)
+    np.testing.assert_array_equal(grid.origin, 0.0)
+    assert grid.pbc == (False, False, False) and np.all(grid.spacing <= FAST["spacing"])
+    bare = molecule("H2O")  # no cell: the box around the atoms, margin beyond them
+    bare.calc = ElectraCalculator(model=promolecule, **FAST)
+    assert bare.calc.get_density().grid.same_as(Grid.for_molecule(bare.positions, **FAST))
+
+
+def test_pseudo_density_written_by_ase_is_registered(promolecule, tmp_path):
+    """ase.io.write(cube, atoms, data=get_pseudo_density()) and ASE's reader agree with the
+    calculator point for point: values, and where ASE puts each value."""
+    from ase.io import write
+    from ase.io.cube import read_cube
+
+    atoms = molecule("CH3OH")
+    atoms.center(vacuum=3.0)
+    atoms.calc = ElectraCalculator(model=promolecule, **FAST)
+    write(tmp_path / "x.cube", atoms, data=atoms.calc.get_pseudo_density())
+    with open(tmp_path / "x.cube") as handle:
+        cube = read_cube(handle)
+    density = atoms.calc.get_density()
+    np.testing.assert_allclose(cube["data"], density.values, rtol=1e-6, atol=1e-12)  # the file's %e digits
+    flat = np.random.default_rng(1).choice(density.grid.n_points, 300, replace=False)
+    ijk = np.stack(np.unravel_index(flat, density.grid.shape), axis=1)
+    where = cube["origin"] + ijk @ cube["spacing"]  # ASE's position of each value, Angstrom
+    np.testing.assert_allclose(where, density.grid.points_at(flat), atol=1e-5)  # %12.6f bohr
+    np.testing.assert_allclose(atoms.calc.get_density_at(where), cube["data"].reshape(-1)[flat],
+                               rtol=1e-4, atol=1e-9)
+
+
+def test_atoms_outside_their_cell_are_refused_for_grids_only(promolecule):
+    atoms = molecule("H2O", cell=[8.0, 8.0, 8.0])  # not centred: atoms at negative z
+    atoms.calc = ElectraCalculator(model=promolecule, **FAST)
+    assert atoms.get_dipole_moment().shape == (3,)
+    with pytest.raises(CalculatorInputError, match="outside the cell along non-periodic axis") as info:
+        atoms.calc.get_pseudo_density()
+    assert "\n" not in str(info.value)
+
+
 # ---------------------------------------------------------------------- errors
 def test_unknown_element_is_an_input_error_before_any_prediction(counting):
     atoms = molecule("CH4")
