@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import click
@@ -44,7 +45,9 @@ def main(structures, model, method, xc, basis, charge, spin, conv_tol, compare, 
 
     settings = dict(xc=xc, basis=basis, charge=charge, spin=spin, conv_tol=conv_tol)
     runs = []
-    with user_errors(traceback):
+    with user_errors(traceback), warnings.catch_warnings():
+        # PySCF warns before it fails on an unknown basis; the one-line error says it all.
+        warnings.filterwarnings("ignore", message="Basis may be available in basis-set-exchange")
         density_model = load_model(model, device="cpu")
         jobs = []
         for path in structures:

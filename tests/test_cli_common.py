@@ -1,6 +1,7 @@
 """What every command shares: --version and the --device check."""
 
 import importlib.metadata
+import warnings
 
 import click
 import pytest
@@ -49,3 +50,35 @@ def test_every_option_has_help(name):
     options = [p for p in COMMANDS[name].params if isinstance(p, click.Option)]
     assert options
     assert [p.name for p in options if not p.help] == []
+
+
+def _water(folder):
+    from ase.build import molecule
+    from ase.io import write
+
+    path = folder / "water.xyz"
+    write(path, molecule("H2O"))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "message"),
+    [
+        ("electra-scf", ["{water}", "--model", "promolecule", "--basis", "no-such-basis"], "no-such-basis"),
+        ("electra-scf", ["{water}", "--model", "promolecule", "--spin", "1"], "cannot have spin 1"),
+        ("electra-label", ["{water}", "-o", "{tmp}/out", "--charge", "1"], "9 electrons"),
+        ("electra-score", ["{tmp}/missing.cube", "{water}"], "missing.cube"),
+        ("electra-train", ["{tmp}", "-o", "{tmp}/run"], "no reference records"),
+    ],
+)
+def test_errors_are_one_line(tmp_path, name, args, message):
+    if name in ("electra-scf", "electra-label"):
+        pytest.importorskip("pyscf")
+    water = _water(tmp_path)
+    with warnings.catch_warnings(record=True) as caught:  # a warning would print before the error
+        warnings.simplefilter("always")
+        result = CliRunner().invoke(COMMANDS[name], [a.format(water=water, tmp=tmp_path) for a in args])
+    assert [str(w.message) for w in caught] == []
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and result.output.count("\n") == 1, result.output
+    assert message in result.output
