@@ -10,6 +10,7 @@ venv's site-packages on ``PYTHONPATH`` for the dependencies.
 from __future__ import annotations
 
 import fnmatch
+import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -104,11 +105,20 @@ from ase_electra.models import load_model
 mixture = load_model('promolecule').predict([molecule('H2O')])
 print('electrons', float(mixture.integral()[0]))
 print('kernel', resources.files('ase_electra.evaluate').joinpath('gaussians.cu').is_file())
-from ase_electra.cli.density import main
-print('cli', main.name)
 """
     out = run_installed(installed, code, cwd=tmp_path)
-    assert "electrons 10.0" in out and "kernel True" in out and "cli main" in out
+    assert "electrons 10.0" in out and "kernel True" in out
+
+
+def test_installed_scripts_name_themselves_and_the_version(installed, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = str(installed)
+    version = importlib.metadata.version("ase-electra")
+    for name in ("electra-train", "electra-score"):
+        result = subprocess.run([str(installed / "bin" / name), "--version"], cwd=tmp_path, env=env,
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert result.stdout == f"{name}, ase-electra {version}\n"
 
 
 def test_installed_wheel_loads_the_shipped_default_model(installed, tmp_path):
