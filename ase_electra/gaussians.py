@@ -180,7 +180,8 @@ class GaussianMixture:
         """This mixture convolved Gaussian by Gaussian with centred normal kernels.
 
         Gaussian k becomes N(mu_k, Sigma_k + extra_covariances[k]): weights and centres are
-        unchanged, so :meth:`integral` is too. Differentiable.
+        unchanged, so :meth:`integral` is too, and a Gaussian whose kernel is zero keeps its
+        Cholesky factor bit for bit. Differentiable.
 
         Parameters
         ----------
@@ -199,7 +200,8 @@ class GaussianMixture:
             )
         covariances = self.covariances + extra_covariances
         scale_tril = torch.linalg.cholesky(0.5 * (covariances + covariances.transpose(-1, -2)))
-        return GaussianMixture(self.weights, self.centres, scale_tril, self.sizes)
+        unchanged = (extra_covariances == 0).all(-1).all(-1)[:, None, None]  # (K, 1, 1)
+        return GaussianMixture(self.weights, self.centres, torch.where(unchanged, self.scale_tril, scale_tril), self.sizes)
 
     # ------------------------------------------------------------------ analytic quantities
     def integral(self) -> torch.Tensor:

@@ -111,15 +111,19 @@ def evaluate(
         Memory bound; a larger grid raises :class:`GridTooLargeError`.
     sampling : {"point", "voxel"}
         "point": the density at each grid point. "voxel": values for integrating (Bader
-        analysis, charges, electron counts): each Gaussian narrower than the voxels, such
-        as an all-electron core, is first spread over the voxels around its centre
-        (convolved with a Gaussian of the voxel's shape, variance raised to 0.5 voxel^2 in
-        grid-index units; ``_voxel.py``), so the grid sum times ``grid.voxel_volume``
-        equals the mixture's integral to within about 3e-4 of the widened Gaussians'
-        weight on any grid, where point values near a nucleus over-count by up to a
-        factor of 8. Values stay those of "point" wherever no narrow Gaussian reaches
-        (beyond about 3.5 voxels from its centre); near its centre they approximate the
-        density's average over a few voxels, not the point value.
+        analysis, charges, electron counts). Each Gaussian narrower than the voxels, such
+        as an all-electron core, is first convolved with a Gaussian of the voxel's shape
+        that raises its smallest variance in grid-index units to 0.5 voxel^2
+        (``_voxel.py``); Gaussians already that wide are left as they are. The grid sum
+        times ``grid.voxel_volume`` then equals the mixture's integral to within 3.2e-4
+        of the widened Gaussians' weight, on any grid, skewed or periodic (point values
+        of a 0.02 Angstrom core on a 0.1 Angstrom grid sum to between 0 and 8 times its
+        weight, depending on where its centre falls). Values are those of "point"
+        wherever no widened Gaussian reaches (5 of its standard deviations: 3.5 voxels
+        for a core much narrower than a voxel). Within that reach each value is a
+        Gaussian-weighted average of the density around its point, wider than the
+        voxel's own average (standard deviation 0.71 voxel against the box's 0.29), so
+        a nucleus's own value is lower than its voxel's average while the sum is right.
 
     Returns
     -------
