@@ -22,6 +22,7 @@ from .density import Density
 from .errors import FileFormatError, InvalidInputError
 from .grid import Grid
 from .io import density_format, read_density
+from .io._compressed import plain_name
 
 __all__ = [
     "DISTANCE_EDGES",
@@ -208,11 +209,10 @@ def _density_files(folder: Path, references: bool) -> dict[str, Path]:
                 density_format(path)
             except InvalidInputError:
                 continue  # not a density file: ignored
-        if path.stem in by_stem:
-            raise InvalidInputError(
-                f"{folder}: several files are named '{path.stem}' ({by_stem[path.stem].name}, {path.name})"
-            )
-        by_stem[path.stem] = path
+        stem = Path(plain_name(path)).stem  # md_007.cube.gz pairs with md_007.cube
+        if stem in by_stem:
+            raise InvalidInputError(f"{folder}: several files are named '{stem}' ({by_stem[stem].name}, {path.name})")
+        by_stem[stem] = path
     return by_stem
 
 

@@ -23,6 +23,7 @@ from ..density import Density
 from ..errors import FileFormatError, InvalidInputError
 from ..grid import Grid
 from ._atomic import atomic_path
+from ._compressed import open_write
 from ._files import first_line, require_file
 from ._format import write_rows
 
@@ -81,18 +82,22 @@ def read_chgcar(path: str | os.PathLike) -> Density:
         raise FileFormatError(f"{path}: invalid CHGCAR contents: {err}") from err
 
 
-def write_chgcar(path: str | os.PathLike, density: Density) -> None:
+def write_chgcar(path: str | os.PathLike, density: Density, comment: str | None = None) -> None:
     """Write a density as a CHGCAR file, atomically (a temporary file, then a rename).
 
     Parameters
     ----------
     path : str or path-like
-        Destination; replaced only once the whole file is written.
+        Destination; replaced only once the whole file is written; gzip-compressed if
+        the name ends in ``.gz`` (pymatgen reads it back).
     density : Density
         Values in e/Angstrom^3, written as rho * V_cell in ``%18.10E`` (11 significant
         digits, like VASP), x fastest, five per line. The grid must start at the origin
         and, if the atoms have a cell, span exactly that cell; the grid cell becomes the
         CHGCAR lattice. CHGCAR has no periodicity flags: the file reads back periodic.
+    comment : str, optional
+        First line (the POSCAR comment) instead of the chemical formula; line breaks
+        become spaces.
 
     Raises
     ------
@@ -114,11 +119,14 @@ def write_chgcar(path: str | os.PathLike, density: Density) -> None:
     lattice = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=grid.cell, pbc=True)
     header = io.StringIO()
     write_vasp(header, lattice, direct=True, vasp5=True)
+    text = header.getvalue()
+    if comment is not None:
+        text = " ".join(comment.split()) + "\n" + text.split("\n", 1)[1]
     nx, ny, nz = grid.shape
-    header.write(f"\n{nx:5d}{ny:5d}{nz:5d}\n")
+    text += f"\n{nx:5d}{ny:5d}{nz:5d}\n"
     flat = (density.values * abs(np.linalg.det(grid.cell))).ravel(order="F")  # x fastest, rho * V
     full = len(flat) - len(flat) % _PER_LINE
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        fh.write(header.getvalue().encode())
+    with atomic_path(path) as tmp, open_write(tmp, path) as fh:
+        fh.write(text.encode())
         write_rows(fh, flat[:full].reshape(-1, _PER_LINE), _PER_LINE, _WIDTH, _DIGITS, "E")
         write_rows(fh, flat[full:].reshape(1, -1), _PER_LINE, _WIDTH, _DIGITS, "E")

@@ -10,6 +10,8 @@ z-row. Grid point (i, j, k) sits at origin + i a/nx + j b/ny + k c/nz, the
 Units change here and only here: Angstrom <-> bohr for the geometry, e/Angstrom^3 <->
 e/bohr^3 for the values.
 
+A name ending in ``.gz`` is read and written through gzip (``md_007.cube.gz``).
+
 A cube file has no periodicity flags: :func:`read_cube` returns a grid and atoms with
 ``pbc = (False, False, False)``, whatever was written.
 """
@@ -17,6 +19,7 @@ A cube file has no periodicity flags: :func:`read_cube` returns a grid and atoms
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +31,7 @@ from ..density import Density
 from ..errors import FileFormatError, InvalidInputError
 from ..grid import Grid
 from ._atomic import atomic_path
+from ._compressed import open_read, open_write
 from ._files import first_line, require_file
 from ._format import write_rows
 
@@ -36,6 +40,8 @@ __all__ = ["read_cube", "write_cube"]
 _PER_LINE = 6
 _WIDTH, _DIGITS = 13, 5  # "%13.5e": 6 significant digits, relative error <= 5e-6
 _NO_PBC = (False, False, False)
+#: ASE parses with int()/float()/reshape; a truncated gzip stream ends in EOFError or zlib.error
+_PARSE_ERRORS = (ValueError, IndexError, MemoryError, EOFError, zlib.error)
 
 
 def read_cube(path: str | os.PathLike) -> Density:
@@ -44,7 +50,8 @@ def read_cube(path: str | os.PathLike) -> Density:
     Parameters
     ----------
     path : str or path-like
-        The cube file: geometry in bohr, values in e/bohr^3.
+        The cube file: geometry in bohr, values in e/bohr^3; gzip-compressed if the
+        name ends in ``.gz``.
 
     Returns
     -------
@@ -61,11 +68,11 @@ def read_cube(path: str | os.PathLike) -> Density:
     """
     path = require_file(path)
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open_read(path) as fh:
             content = ase_cube.read_cube(fh, read_data=True)
     except OSError as err:
         raise FileFormatError(f"{path}: cannot read: {err.strerror or err}") from err
-    except (ValueError, IndexError, MemoryError) as err:  # ASE parses with int()/float()/reshape
+    except _PARSE_ERRORS as err:
         raise FileFormatError(f"{path}: {_diagnose(path)} ({first_line(err)})") from err
 
     datas = content["datas"]  # (n_values, nx, ny, nz)
@@ -91,9 +98,9 @@ def read_cube(path: str | os.PathLike) -> Density:
 def _diagnose(path: Path) -> str:
     """Which part of an unreadable cube file is broken: the header or the values."""
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open_read(path) as fh:
             ase_cube.read_cube(fh, read_data=False)
-    except (ValueError, IndexError, MemoryError):
+    except _PARSE_ERRORS:
         return "corrupt or truncated cube header"
     return "corrupt or truncated cube data"
 
@@ -104,7 +111,8 @@ def write_cube(path: str | os.PathLike, density: Density, comment: str | None = 
     Parameters
     ----------
     path : str or path-like
-        Destination; replaced only once the whole file is written.
+        Destination; replaced only once the whole file is written; gzip-compressed if
+        the name ends in ``.gz``.
     density : Density
         Values in e/Angstrom^3, written in e/bohr^3 as ``%13.5e`` (6 significant digits);
         geometry written in bohr. Magnitudes below 1e-99 e/bohr^3 are written as zero.
@@ -123,6 +131,6 @@ def write_cube(path: str | os.PathLike, density: Density, comment: str | None = 
         lines.append(f"{number:5d}{float(number):12.6f}{x:12.6f}{y:12.6f}{z:12.6f}")
     header = ("\n".join(lines) + "\n").encode()
     rows = (density.values * Bohr**3).reshape(-1, grid.shape[2])  # (nx * ny, nz), e/bohr^3
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+    with atomic_path(path) as tmp, open_write(tmp, path) as fh:
         fh.write(header)
         write_rows(fh, rows, _PER_LINE, _WIDTH, _DIGITS)
