@@ -34,6 +34,7 @@ import torch
 import ase_electra.evaluate
 from ase_electra.evaluate import _torch, evaluate, select_backend
 from ase_electra.evaluate._boxes import grid_tensors, index_boxes
+from ase_electra.evaluate._voxel import voxel_spread
 from ase_electra.gaussians import DEFAULT_N_SIGMA, GaussianMixture
 from ase_electra.grid import Grid
 
@@ -580,6 +581,23 @@ def test_launcher_float32_and_empty_on_shim(shim_cupy: types.ModuleType, rng: np
     assert all(not g.any() for g in torch.autograd.grad(empty.sum(), leaves))
 
 
+def _cores_on_a_skewed_cell(rng: np.random.Generator) -> tuple[GaussianMixture, Grid]:
+    """Core-like Gaussians (0.02-0.06 A) beside wide ones on a skewed periodic cell of about 0.1 A voxels."""
+    cell = np.array([[2.1, 0.0, 0.0], [0.6, 2.0, 0.0], [-0.4, 0.3, 2.2]])
+    centres = rng.uniform(0.0, 1.0, (8, 3)) @ cell
+    mixture = _concat(_mixture(rng, centres[:4], (0.02, 0.06)), _mixture(rng, centres[4:], (0.2, 0.5)))
+    return mixture, Grid(cell, (21, 20, 22), pbc=(True, True, True))
+
+
+def test_launcher_voxel_sampling_on_shim(shim_cupy: types.ModuleType, rng: np.random.Generator) -> None:
+    """evaluate(sampling="voxel") widens the mixture before any back-end: the kernel agrees with torch."""
+    mixture, grid = _cores_on_a_skewed_cell(rng)
+    values = shim_cupy._density(voxel_spread(mixture, grid), grid, DEFAULT_N_SIGMA, 0.0)
+    expected = evaluate(mixture, grid, backend="torch", sampling="voxel", tolerance=0.0)
+    _assert_close(values, expected, RTOL[torch.float64])
+    assert values.sum().item() * grid.voxel_volume == pytest.approx(mixture.weights.sum().item(), rel=1e-3)
+
+
 @pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="cupy is installed")
 def test_missing_cupy_says_what_to_install() -> None:
     mixture = GaussianMixture(torch.ones(1), torch.zeros(1, 3), 0.5 * torch.eye(3)[None])
@@ -605,6 +623,14 @@ def test_cupy_matches_torch(rng: np.random.Generator, case: str, dtype: torch.dt
     actual = _cupy.evaluate_grid(mixture, grid, DEFAULT_N_SIGMA, tolerance)
     assert actual.device == mixture.device and actual.dtype == dtype
     _assert_close(actual, expected, RTOL[dtype], _surface_atol(dtype, tolerance))
+
+
+@needs_gpu
+def test_cupy_voxel_sampling_matches_torch(rng: np.random.Generator) -> None:
+    mixture, grid = _cores_on_a_skewed_cell(rng)
+    actual = evaluate(mixture.to(device="cuda"), grid, backend="cupy", sampling="voxel")
+    expected = evaluate(mixture, grid, backend="torch", sampling="voxel")
+    _assert_close(actual, expected, RTOL[torch.float64])
 
 
 @needs_gpu
