@@ -1,52 +1,60 @@
-"""Batch conversion: structure files -> one density file per frame.
+"""Batch conversion: structure files -> density files, one per frame or one per input.
 
-This is the library behind ``electra-density``. All frames are read and named first
-(:mod:`ase_electra.structures`), then go through the model in batches; each output is
-written atomically as soon as it is ready, so a failure in frame k leaves frames before
-k complete and no partial file, and a rerun skips outputs that already exist.
+This is the library behind ``electra-density``. All frames are read first
+(:mod:`ase_electra.structures`) and the frames of one input file get one grid: molecules
+share the box around all their frames (plus margin, or a fixed ``box``), periodic frames
+keep their cells with one grid shape, so frames can be differenced point by point.
+Frames then go through the model in batches and each output is written atomically as
+soon as it is ready.
+
+Reruns and failures (:mod:`ase_electra.runs`): every output records the settings that
+made it; a rerun skips outputs made with the same settings and stops before writing
+anything if an existing output was made otherwise. Frames that cannot be converted
+(unknown elements, non-finite positions, a grid too large) are refused one by one and
+the others are written.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
+import dataclasses
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+from ase import Atoms
 
 from .density import Density
 from .errors import InvalidInputError
-from .grid import DEFAULT_MAX_POINTS
-from .io import write_density
+from .grid import DEFAULT_MAX_POINTS, Grid
+from .io import FramesWriter, read_settings, settings_comment, write_density
 from .models import DensityModel
+from .models.base import check_structures
 from .predict import grid_for, in_box_frame, predict_densities
-from .structures import FrameJob, plan_frames
+from .runs import FRAME_ERRORS, Refusals, RunSettings, RunSummary, package_version, run_batches, stale_output
+from .structures import FrameJob, InputFile, keep_valid, name_outputs, read_inputs
 
-__all__ = ["ConversionSummary", "convert"]
+if TYPE_CHECKING:
+    from .gaussians import GaussianMixture
 
-Format = Literal["cube", "chgcar"]
-SUFFIX = {"cube": ".cube", "chgcar": ".chgcar"}
+__all__ = ["Format", "Sampling", "convert"]
+
+Format = Literal["cube", "chgcar", "h5", "mixtures"]
+Sampling = Literal["auto", "point", "voxel"]
+SUFFIX = {"cube": ".cube", "chgcar": ".chgcar", "h5": ".h5", "mixtures": ".mixtures.h5"}
+_SINGLE_FILE = ("h5", "mixtures")
+_DESCRIPTION = "ase-electra electron density, e/bohr^3"
+_EXTRAS = ((".png", "png"), ("_esp.cube", "esp"))  # files beside a frame's density, and the flag asking for them
 
 
 @dataclass(frozen=True)
-class ConversionSummary:
-    """What a conversion did."""
+class _Result:
+    """What the model made of one frame: its density on its grid and/or its mixture."""
 
-    frames: int
-    written: int
-    skipped: int
-    seconds: float
-
-    def line(self, out_dir: Path) -> str:
-        rate = self.written / self.seconds if self.seconds > 0 else math.inf
-        return (
-            f"{self.frames} frames: {self.written} written, {self.skipped} already present, "
-            f"{self.seconds:.1f} s ({rate:.2f} frames/s) -> {out_dir}"
-        )
+    density: Density | None
+    mixture: GaussianMixture | None
 
 
 def convert(
@@ -57,105 +65,289 @@ def convert(
     fmt: Format = "cube",
     spacing: float = 0.1,
     margin: float = 4.0,
+    box: tuple[float, float, float] | None = None,
     index: str = ":",
     batch_size: int = 1,
     overwrite: bool = False,
+    compress: bool = False,
+    sampling: Sampling = "auto",
+    charge: int | None = None,
     png: bool = False,
     esp: bool = False,
     esp_spacing: float = 0.2,
     max_points: int = DEFAULT_MAX_POINTS,
     progress: Callable[[list[FrameJob]], Iterable[FrameJob]] | None = None,
-) -> ConversionSummary:
+    report: Callable[[str], None] | None = None,
+) -> RunSummary:
     """Predict and write the density of every frame of ``files`` into ``out_dir``.
 
     Parameters
     ----------
-    fmt : {"cube", "chgcar"}
-        Output format; molecules written as CHGCAR are moved into their box.
+    fmt : {"cube", "chgcar", "h5", "mixtures"}
+        ``cube``/``chgcar``: one file per frame, ``<stem>_<frame>.cube`` (molecules
+        written as CHGCAR are moved into their box). ``h5``: one HDF5 file per input,
+        ``<stem>.h5``, with every frame's structure, Gaussian mixture and float32 grid
+        values; ``mixtures``: ``<stem>.mixtures.h5``, the same without grid
+        (:mod:`ase_electra.io.frames`).
     spacing, margin : float, Angstrom
-        Grid spacing; vacuum around molecules (periodic cells use their cell).
+        Grid spacing; vacuum around the molecules of all frames of a file (periodic
+        cells use their cell).
+    box : tuple of 3 float, Angstrom, optional
+        Fixed box for molecules instead of ``margin``, centred on the file's frames;
+        frames with atoms outside it are refused.
     index : str
         ASE frame selection applied to every file.
     batch_size : int
         Frames per model call.
-    png : bool
-        Also write ``<output stem>.png`` per frame: log-scale density slices through the
-        principal plane (:mod:`ase_electra.render`). A frame is done when both files exist;
-        an existing density file is kept unless ``overwrite``.
-    esp : bool
-        Also write ``<output stem>_esp.cube`` per frame: the electrostatic potential of
-        nuclei plus electrons in Hartree per unit charge on a box grid of ``esp_spacing``
-        (Angstrom) with the same ``margin``
-        (:mod:`ase_electra.properties.electrostatics`). Molecules only: a periodic frame
-        raises InvalidInputError before anything is written.
+    compress : bool
+        gzip: ``.cube.gz``/``.chgcar.gz``, or HDF5's deflate filter inside ``.h5``.
+    sampling : {"auto", "point", "voxel"}
+        Grid values: the density at each point, or values whose grid sum integrates to
+        the electron count (:func:`~ase_electra.predict.predict_densities`); auto:
+        voxel for CHGCAR (VASP's convention), point otherwise.
+    charge : int, optional
+        Total charge of frames that carry no ``atoms.info['charge']``, elementary charges.
+    png, esp : bool
+        Also write ``<output stem>.png`` (log-scale density slices, :mod:`ase_electra.render`)
+        or ``<output stem>_esp.cube`` (electrostatic potential in Hartree per unit
+        charge on a grid of ``esp_spacing``, molecules only,
+        :mod:`ase_electra.properties.electrostatics`) per frame; cube and chgcar only.
+        A frame is done when all its files exist.
     progress : callable, optional
         Wraps the frames still to write (e.g. ``tqdm``).
+    report : callable, optional
+        Receives one line per refused frame or unreadable file, as it happens.
+
+    Returns
+    -------
+    RunSummary
+        Its note gives the worst relative difference between a written frame's grid sum
+        (times voxel volume) and its electron count.
+
+    Raises
+    ------
+    InvalidInputError
+        For bad settings, or an existing output made with other settings (before
+        anything is written; ``overwrite`` replaces it).
     """
     if fmt not in SUFFIX:
         raise InvalidInputError(f"format: expected one of {sorted(SUFFIX)}, got {fmt!r}")
     if batch_size < 1:
         raise InvalidInputError(f"batch size: expected >= 1, got {batch_size}")
+    if (png or esp) and fmt in _SINGLE_FILE:
+        raise InvalidInputError(f"--png and --esp write files per frame: use --format cube or chgcar, not {fmt}")
     start = time.perf_counter()
-    jobs = plan_frames(files, out_dir, SUFFIX[fmt], index)
-    if esp:
-        periodic = next((job for job in jobs if job.atoms.pbc.any()), None)
-        if periodic is not None:
-            raise InvalidInputError(
-                f"{periodic.where}: --esp supports molecules only (no Ewald sum for periodic structures)"
-            )
-    todo = [job for job in jobs if overwrite or not all(p.exists() for p in _outputs(job, png, esp))]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stream = iter(progress(todo) if progress else todo)
-    while batch := list(itertools.islice(stream, batch_size)):
-        for job in batch:
-            if not np.isfinite(job.atoms.positions).all():
-                raise InvalidInputError(f"{job.where}: non-finite atomic positions")
-        grids = [grid_for(job.atoms, spacing, margin, max_points) for job in batch]
-        for job, density in zip(batch, predict_densities(model, [job.atoms for job in batch], grids)):
-            picture = density
-            if fmt == "chgcar":
-                density = Density(*in_box_frame(density.atoms, density.grid), density.values)
-            if overwrite or not job.output.exists():
-                write_density(job.output, density, format=fmt)
-            if png and (overwrite or not job.output.with_suffix(".png").exists()):
-                _write_png(job, picture, model.name)
-        if esp:
-            _write_esp([job for job in batch if overwrite or not _esp_path(job).exists()], model, esp_spacing,
-                       margin, max_points)
-    return ConversionSummary(len(jobs), len(todo), len(jobs) - len(todo), time.perf_counter() - start)
+    refusals = Refusals(report)
+    inputs, grid_of = [], {}
+    for source in read_inputs(files, index, refusals=refusals, charge=charge):
+        source = keep_valid(source, lambda atoms: check_structures([atoms], model.elements, model.name), refusals)
+        if fmt != "mixtures":
+            source, grids = _gridded(source, spacing, margin, box, max_points, refusals)
+            grid_of |= {(source.path, frame): grid for (frame, _), grid in zip(source.frames, grids)}
+        if source.frames:
+            inputs.append(source)
+    if esp and (periodic := next((f"{s.path}:{i}" for s in inputs for i, a in s.frames if a.pbc.any()), None)):
+        raise InvalidInputError(f"{periodic}: --esp supports molecules only (no Ewald sum for periodic structures)")
+    sampled = _sampling(sampling, fmt)
+    gridded = fmt != "mixtures"
+    settings = RunSettings(
+        model=model.name, version=package_version(), format=fmt, spacing=spacing if gridded else None,
+        margin=margin if gridded and box is None else None, box=box if gridded else None, sampling=sampled,
+        charge=charge,
+    )
+    sink = _Sink(out_dir, fmt, SUFFIX[fmt] + (".gz" if compress and fmt not in _SINGLE_FILE else ""), compress,
+                 overwrite, png, esp, esp_spacing, margin, max_points, model.name)
+    jobs = name_outputs(inputs, out_dir, sink.suffix, single_file=fmt in _SINGLE_FILE)
+    sink.settings = {source.path: _with_frames(settings, source, fmt, index) for source in inputs}
+    todo = jobs if overwrite else [job for job in jobs if not sink.done(job)]
+
+    def compute(batch: list[FrameJob]) -> list[_Result]:
+        structures = [job.atoms for job in batch]
+        mixtures = _mixtures(model, structures) if fmt in _SINGLE_FILE or esp else [None] * len(batch)
+        if not gridded:
+            return [_Result(None, m) for m in mixtures]
+        grids = [grid_of[job.source, job.frame] for job in batch]
+        densities = predict_densities(model, structures, grids, sampling=sampled)
+        return [_Result(d, m) for d, m in zip(densities, mixtures)]
+
+    with sink:
+        written = run_batches(progress(todo) if progress else todo, batch_size, compute, sink.write,
+                              lambda job: job.where, refusals)
+    note = ""
+    if sink.errors:
+        name, error = max(sink.errors.items(), key=lambda item: abs(item[1]))
+        note = f"grid sum / electrons - 1: worst {100 * error:+.3f} % ({name})"
+    n_frames = sum(len(source.frames) for source in inputs) + refusals.frames
+    return RunSummary(n_frames, written, len(jobs) - len(todo), time.perf_counter() - start,
+                      refusals.frames, refusals.failure(), note)
 
 
-def _outputs(job: FrameJob, png: bool, esp: bool) -> list[Path]:
-    """The files a finished ``job`` leaves."""
-    return [job.output] + ([job.output.with_suffix(".png")] if png else []) + ([_esp_path(job)] if esp else [])
+class _Sink:
+    """Writes each frame's result: one file per frame, or appended to its input's HDF5 file.
 
-
-def _esp_path(job: FrameJob) -> Path:
-    return job.output.with_name(f"{job.output.stem}_esp.cube")
-
-
-def _write_esp(jobs: list[FrameJob], model: DensityModel, spacing: float, margin: float, max_points: int) -> None:
-    """``<output stem>_esp.cube`` of each job, Hartree per unit charge.
-
-    The batch goes through the model a second time (the densities above keep only grid
-    values); that costs milliseconds against seconds for the potential.
+    ``settings`` (per input path) are set once outputs are named. Single-file outputs are
+    written one input at a time (frames arrive in input order), each atomically; an
+    exception drops the one being written. ``errors`` collects each written frame's
+    grid-sum error (:func:`_integration_error`).
     """
-    if not jobs:
-        return
+
+    def __init__(self, out_dir: Path, fmt: Format, suffix: str, compress: bool, overwrite: bool, png: bool,
+                 esp: bool, esp_spacing: float, margin: float, max_points: int, model_name: str) -> None:
+        self.out_dir, self.fmt, self.suffix, self.compress, self.overwrite = out_dir, fmt, suffix, compress, overwrite
+        self.png, self.esp, self.esp_spacing, self.margin, self.max_points = png, esp, esp_spacing, margin, max_points
+        self.model_name = model_name
+        self.settings: dict[Path, RunSettings] = {}
+        self.errors: dict[str, float] = {}
+        self._writer: tuple[Path, FramesWriter] | None = None
+
+    def sibling(self, job: FrameJob, ending: str) -> Path:
+        """``<frame name><ending>`` beside the output: ``md_007.png`` for ``md_007.cube.gz``."""
+        return job.output.with_name(job.output.name[: -len(self.suffix)] + ending)
+
+    def done(self, job: FrameJob) -> bool:
+        """True if ``job``'s outputs exist; InvalidInputError if its output was made with other settings."""
+        if not job.output.exists():
+            return False
+        reason = stale_output(job.output, read_settings(job.output), self.settings[job.source])
+        if reason is not None:
+            raise InvalidInputError(reason)
+        return all(self.sibling(job, ending).exists() for ending, wanted in _EXTRAS if getattr(self, wanted))
+
+    def write(self, job: FrameJob, result: _Result) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)  # only now: a run that writes nothing leaves no folder
+        if result.density is not None:
+            self.errors[job.where] = _integration_error(result.density)
+        if self.fmt in _SINGLE_FILE:
+            self._append(job, result)
+        else:
+            self._write_files(job, result)
+
+    def _append(self, job: FrameJob, result: _Result) -> None:
+        if self._writer is None or self._writer[0] != job.output:
+            self.__exit__(None, None, None)  # the previous input's file is complete
+            writer = FramesWriter(job.output, self.settings[job.source], job.source.name,
+                                  with_grid=self.fmt == "h5", compress=self.compress)
+            self._writer = (job.output, writer)
+        self._writer[1].append(job.frame, job.atoms, result.mixture, result.density)
+
+    def _write_files(self, job: FrameJob, result: _Result) -> None:
+        density = result.density
+        if self.overwrite or not job.output.exists():
+            comment = settings_comment(_DESCRIPTION, self.settings[job.source])
+            stored = Density(*in_box_frame(density.atoms, density.grid), density.values) if self.fmt == "chgcar" \
+                else density
+            write_density(job.output, stored, format=self.fmt, comment=comment)
+        picture, potential = self.sibling(job, ".png"), self.sibling(job, "_esp.cube")
+        if self.png and (self.overwrite or not picture.exists()):
+            from .render import write_density_png
+
+            write_density_png(picture, density, name=self.sibling(job, "").name, model=self.model_name)
+        if self.esp and (self.overwrite or not potential.exists()):
+            from .properties import potential_on_grid, write_potential_cube
+
+            grid = grid_for(job.atoms, self.esp_spacing, self.margin, self.max_points)
+            volts = potential_on_grid(result.mixture, job.atoms.numbers, job.atoms.positions, grid)
+            write_potential_cube(potential, job.atoms, grid, volts)
+
+    def __enter__(self) -> _Sink:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._writer is not None:
+            writer, self._writer = self._writer[1], None
+            writer.__exit__(*exc)
+
+
+def _gridded(
+    source: InputFile, spacing: float, margin: float, box: tuple[float, float, float] | None, max_points: int,
+    refusals: Refusals,
+) -> tuple[InputFile, list[Grid]]:
+    """``source`` without the frames that get no grid (refused), and each kept frame's grid.
+
+    Molecules of one file share one box around all of them; periodic frames (crystals,
+    slabs, wires) keep their cells, with the largest grid shape any of them needs. A frame
+    whose ``pbc`` differs from the file's first frame, or with atoms outside a fixed
+    ``box``, is refused.
+    """
+    if not source.frames:
+        return source, []
+    pbc = tuple(source.frames[0][1].pbc)
+    kept = []
+    for frame, atoms in source.frames:
+        if tuple(atoms.pbc) == pbc:
+            kept.append((frame, atoms))
+        else:
+            refusals.add(f"{source.path}:{frame}", InvalidInputError(
+                f"pbc {list(atoms.pbc)} in a file whose first frame has pbc {list(pbc)} (one grid per file)"))
+    try:
+        if any(pbc):
+            cells = [grid_for(atoms, spacing, margin, max_points) for _, atoms in kept]
+            shape = tuple(np.max([g.shape for g in cells], axis=0))
+            grids = [Grid(g.cell, shape, g.origin, g.pbc) for g in cells]
+        else:
+            grid = _box(np.concatenate([atoms.positions for _, atoms in kept]), spacing, margin, box, max_points)
+            kept = _inside(source.path, kept, grid, box, refusals) if box is not None else kept
+            grids = [grid] * len(kept)
+    except FRAME_ERRORS as err:
+        refusals.add(str(source.path), err, frames=len(kept))
+        kept, grids = [], []
+    return InputFile(source.path, source.count, kept), grids
+
+
+def _box(positions: np.ndarray, spacing: float, margin: float, box: tuple[float, float, float] | None,
+         max_points: int) -> Grid:
+    """The box around ``positions`` (N, 3) Angstrom with ``margin``, or a ``box`` centred on them."""
+    if box is None:
+        return Grid.for_molecule(positions, spacing, margin, max_points)
+    centre = 0.5 * (positions.min(0) + positions.max(0))
+    half = 0.5 * np.asarray(box, dtype=np.float64)
+    return Grid.for_molecule(np.stack([centre - half, centre + half]), spacing, 0.0, max_points)
+
+
+def _inside(path: Path, frames: list[tuple[int, Atoms]], grid: Grid, box: tuple[float, float, float],
+            refusals: Refusals) -> list[tuple[int, Atoms]]:
+    """The frames whose atoms all lie within the points of ``grid``, the ``box``; the others are refused."""
+    lo = grid.origin
+    hi = lo + np.diag(grid.cell) * (1 - 1 / np.array(grid.shape))  # the last grid point
+    kept = []
+    for frame, atoms in frames:
+        if np.all((atoms.positions >= lo) & (atoms.positions <= hi)):
+            kept.append((frame, atoms))
+        else:
+            size = " x ".join(f"{length:g}" for length in box)
+            refusals.add(f"{path}:{frame}", InvalidInputError(f"atoms outside the {size} A box"))
+    return kept
+
+
+def _sampling(sampling: Sampling, fmt: Format) -> str | None:
+    """auto -> voxel for CHGCAR, point for cube and h5; None without a grid."""
+    if sampling not in ("auto", "point", "voxel"):
+        raise InvalidInputError(f"sampling: expected 'auto', 'point' or 'voxel', got {sampling!r}")
+    if fmt == "mixtures":
+        return None
+    return ("voxel" if fmt == "chgcar" else "point") if sampling == "auto" else sampling
+
+
+def _with_frames(settings: RunSettings, source: InputFile, fmt: Format, index: str) -> RunSettings:
+    """A single-file output's settings also name the frames it holds (the selection, as a slice)."""
+    if fmt not in _SINGLE_FILE:
+        return settings
+    from ase.io.formats import string2index
+
+    selection = string2index(index)
+    numbers = range(source.count)[selection if isinstance(selection, slice) else slice(selection, selection + 1)]
+    return dataclasses.replace(settings, frames=f"{numbers.start}:{numbers.stop}:{numbers.step}")
+
+
+def _mixtures(model: DensityModel, structures: list[Atoms]) -> list[GaussianMixture]:
+    """Each structure's mixture, on the CPU as float64 (a second pass through the model: milliseconds)."""
     import torch
 
-    from .properties import potential_on_grid, write_potential_cube
-
     with torch.no_grad():
-        mixtures = model.predict([job.atoms for job in jobs]).split()
-    for job, mixture in zip(jobs, mixtures):
-        grid = grid_for(job.atoms, spacing, margin, max_points)
-        potential = potential_on_grid(mixture, job.atoms.numbers, job.atoms.positions, grid)  # volts
-        write_potential_cube(_esp_path(job), job.atoms, grid, potential)
+        return model.predict(structures).to("cpu", torch.float64).split()
 
 
-def _write_png(job: FrameJob, density: Density, model_name: str) -> None:
-    """``<output stem>.png``: the density's slices, titled with the frame, formula and model."""
-    from .render import write_density_png
-
-    write_density_png(job.output.with_suffix(".png"), density, name=job.output.stem, model=model_name)
+def _integration_error(density: Density) -> float:
+    """Grid sum times voxel volume over the electron count (sum of Z minus charge), minus one."""
+    electrons = float(density.atoms.numbers.sum()) - float(density.atoms.info.get("charge", 0))
+    return density.n_electrons / electrons - 1.0

@@ -27,10 +27,10 @@ def water_xyz(tmp_path):
     return path
 
 
-def assert_is_the_prediction(density, atoms):
+def assert_is_the_prediction(density, atoms, sampling="point"):
     """The file holds the promolecule's density of ``atoms`` on the file's own grid."""
     np.testing.assert_allclose(density.atoms.positions, atoms.positions, atol=1e-5)
-    (expected,) = predict_densities(load_model("promolecule"), [atoms], [density.grid])
+    (expected,) = predict_densities(load_model("promolecule"), [atoms], [density.grid], sampling=sampling)
     np.testing.assert_allclose(density.values, expected.values, rtol=1e-4, atol=1e-6 * expected.values.max())
 
 
@@ -75,7 +75,8 @@ def test_periodic_chgcar_uses_the_cell(tmp_path):
     density = read_density(tmp_path / "out" / "POSCAR.chgcar")
     np.testing.assert_allclose(density.atoms.cell.array, read(path).cell.array, atol=1e-6)
     assert density.grid.pbc == (True, True, True)
-    assert_is_the_prediction(density, read(path))
+    assert_is_the_prediction(density, read(path), sampling="voxel")  # auto: CHGCAR integrates
+    assert density.n_electrons == pytest.approx(2 * 14, rel=1e-4)
 
 
 def test_molecule_as_chgcar_sits_in_its_box(tmp_path, water_xyz):
@@ -87,7 +88,7 @@ def test_molecule_as_chgcar_sits_in_its_box(tmp_path, water_xyz):
     np.testing.assert_allclose(density.grid.origin, 0)
     assert np.all(density.atoms.positions > 1.9)  # the 2 A margin now lies inside the cell
     box_grid = Grid(density.grid.cell, density.grid.shape)  # evaluated without periodic images
-    (expected,) = predict_densities(load_model("promolecule"), [box], [box_grid])
+    (expected,) = predict_densities(load_model("promolecule"), [box], [box_grid], sampling="voxel")
     np.testing.assert_allclose(density.values, expected.values, rtol=1e-4, atol=1e-6 * expected.values.max())
 
 
@@ -96,41 +97,54 @@ def test_molecule_as_chgcar_sits_in_its_box(tmp_path, water_xyz):
     [
         ("", "no frames (empty file)"),
         ("3\n\nO 0 0 nan\nH 0 0 1\nH 0 1 0\n", "non-finite"),
-        ("1\n\nFe 0 0 0\n", "Fe not supported"),
+        ("1\n\nXe 0 0 0\n", "Xe not supported"),
         ("2\n\nC 0 0 0\n", "cannot read"),
     ],
     ids=["empty", "nan", "unknown-element", "corrupt"],
 )
-def test_bad_input_one_line_error_no_output(tmp_path, content, message):
+def test_bad_input_is_refused_in_one_line_and_writes_nothing(tmp_path, content, message):
     path = tmp_path / "bad.xyz"
     path.write_text(content)
     result = run(path, "-o", tmp_path / "out", *FAST)
     assert result.exit_code == 1
-    assert message in result.output and str(path) in result.output
-    assert len(result.output.strip().splitlines()) == 1
-    assert not list((tmp_path / "out").glob("*"))
+    refusal, summary, error = result.output.strip().splitlines()
+    assert refusal.startswith(str(path)) and message in refusal
+    assert "0 written" in summary
+    assert error in ("Error: 1 frame refused", "Error: 1 file unreadable")
+    assert not (tmp_path / "out").exists()  # a run that writes nothing leaves no folder
 
 
 def test_missing_file(tmp_path):
-    result = run(tmp_path / "nope.xyz", "-o", tmp_path / "out")
+    result = run(tmp_path / "nope.xyz", "-o", tmp_path / "out", "--model", "promolecule")
     assert result.exit_code == 1 and "nope.xyz: no such file" in result.output
+    assert result.output.strip().endswith("Error: 1 file unreadable")
 
 
-def test_failure_in_frame_k_keeps_earlier_frames(tmp_path):
+def test_bad_frames_are_refused_and_the_rest_written(tmp_path):
     good = molecule("H2O")
-    bad = molecule("H2O")
-    bad.positions[0, 0] = np.nan
-    traj = tmp_path / "md.xyz"
-    write(traj, [good, good, bad])
-    result = run(traj, "-o", tmp_path / "out", *FAST)
-    assert result.exit_code == 1 and "md.xyz:2" in result.output
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["md_0.cube", "md_1.cube"]
+    nan = molecule("H2O")
+    nan.positions[0, 0] = np.nan
+    traj, other, corrupt = tmp_path / "md.xyz", tmp_path / "other.xyz", tmp_path / "corrupt.xyz"
+    write(traj, [good, good, nan, good])
+    write(other, [molecule("SH2"), good])  # S: the default model knows H, C, N, O, F only
+    corrupt.write_text("2\n\nC 0 0 0\n")
+    result = run(corrupt, traj, other, "-o", tmp_path / "out", "--spacing", "0.4", "--margin", "1.5")
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert lines[0].startswith(f"{corrupt}: cannot read")
+    assert lines[1].startswith(f"{traj}:2: non-finite atomic positions")
+    assert lines[2].startswith(f"{other}:0: element(s) S not supported")
+    assert lines[3].startswith("6 frames: 4 written, 0 already present, 2 refused")
+    assert lines[4] == "Error: 2 frames refused, 1 file unreadable"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["md_0.cube", "md_1.cube", "md_3.cube",
+                                                                   "other_1.cube"]
 
 
 def test_grid_too_large(tmp_path, water_xyz):
     result = run(water_xyz, "-o", tmp_path / "out", "--spacing", "0.001", "--margin", "20", "--model", "promolecule")
     assert result.exit_code == 1 and "coarser spacing" in result.output
-    assert not list((tmp_path / "out").glob("*"))
+    assert result.output.startswith(f"{water_xyz}: grid of shape")
+    assert not (tmp_path / "out").exists()
 
 
 def test_single_atom(tmp_path):
@@ -151,4 +165,4 @@ def test_default_model_names_elements_it_lacks(tmp_path):
     path = tmp_path / "si.xyz"
     write(path, bulk("Si", "diamond", a=5.43))
     result = run(path, "-o", tmp_path / "out", "--spacing", "0.5")
-    assert result.exit_code == 1 and "Si not supported" in result.output
+    assert result.exit_code == 1 and f"{path}:0: element(s) Si not supported" in result.output

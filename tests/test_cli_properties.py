@@ -88,7 +88,7 @@ def test_resume_refuses_an_output_of_other_structures(tmp_path, trajectory):
     ("periodic", "molecules only"),
     ("unknown", "not supported by model"),
 ])
-def test_bad_input_one_line_error_no_output(tmp_path, case, message):
+def test_bad_input_is_refused_in_one_line_and_writes_nothing(tmp_path, case, message):
     path = tmp_path / "in.xyz"
     if case == "periodic":
         write(path, bulk("Si", "diamond", a=5.43), format="extxyz")
@@ -97,8 +97,54 @@ def test_bad_input_one_line_error_no_output(tmp_path, case, message):
     out = tmp_path / "props.extxyz"
     result = run(main, path, "-o", out, "--model", "default")
     assert result.exit_code == 1
-    assert message in result.output.lower() and len(result.output.strip().splitlines()) == 1
-    assert not out.exists() or out.read_text() == ""
+    refusal, summary, error = result.output.strip().splitlines()
+    assert refusal.startswith(str(path)) and message in refusal.lower()
+    assert "0 written" in summary
+    assert error == ("Error: 1 file unreadable" if case == "missing" else "Error: 1 frame refused")
+    assert not out.exists()
+
+
+def test_bad_frames_are_refused_and_the_rest_written(tmp_path, trajectory):
+    frames = read(trajectory, ":")
+    frames[2].positions[1, 2] = np.nan
+    frames[3] = molecule("SH2")  # S: the default model knows H, C, N, O, F only
+    write(trajectory, frames)
+    out = tmp_path / "props.extxyz"
+    result = run(main, trajectory, "-o", out, "--batch-size", "5")
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert lines[0].startswith(f"{trajectory}:2: non-finite atomic positions")
+    assert lines[1].startswith(f"{trajectory}:3: element(s) S not supported")
+    assert lines[2].startswith("5 frames: 3 written, 0 already present, 2 refused")
+    assert lines[3] == "Error: 2 frames refused"
+    assert [a.info["frame"] for a in read(out, ":")] == [0, 1, 4]
+
+
+def test_rerun_with_another_model_stops_before_writing(tmp_path, trajectory):
+    out = tmp_path / "props.extxyz"
+    assert run(main, trajectory, "-o", out, "--model", "promolecule", "--index", ":2").exit_code == 0
+    before = out.read_bytes()
+    result = run(main, trajectory, "-o", out, "--model", "default")
+    assert result.exit_code == 1
+    assert result.output == (f"Error: {out} was made with model promolecule, not electra:default: "
+                             "use --overwrite to replace it\n")
+    assert out.read_bytes() == before
+    charged = run(main, trajectory, "-o", out, "--model", "promolecule", "--charge", "1")
+    assert charged.exit_code == 1 and "was made with charge none, not 1" in charged.output
+    assert out.read_bytes() == before
+
+
+def test_charge_is_given_to_frames_without_one(tmp_path):
+    path = tmp_path / "ions.xyz"
+    neutral, ion = molecule("H2O"), molecule("H2O")
+    ion.info["charge"] = -1
+    write(path, [neutral, ion])
+    out = tmp_path / "props.extxyz"
+    assert run(main, path, "-o", out, "--model", "promolecule", "--charge", "1").exit_code == 0
+    back = read(out, ":")
+    assert [a.info["charge"] for a in back] == [1, -1]
+    for record in back:  # Hirshfeld charges sum to the total charge
+        assert record.get_charges().sum() == pytest.approx(record.info["charge"], abs=1e-6)
 
 
 def test_density_esp_writes_a_hartree_cube(tmp_path):
