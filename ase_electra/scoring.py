@@ -250,9 +250,14 @@ def pair_files(pred: str | os.PathLike, ref: str | os.PathLike) -> list[ScoreRow
 
 
 def _reference_density(ref: Path, pred: Density) -> Density:
-    """The reference as a Density on the prediction's grid (a file, or an ``.npz`` record)."""
+    """The reference as a Density on the prediction's grid (a file, or an ``.npz`` record).
+
+    Raises InvalidInputError if it holds another structure than the prediction.
+    """
     if ref.suffix.lower() != _REFERENCE_SUFFIX:
-        return read_density(ref)
+        density = read_density(ref)
+        _check_same_structure(pred, density.atoms)
+        return density
     try:
         from ase_electra.reference import load_record
     except ImportError as err:
@@ -260,11 +265,34 @@ def _reference_density(ref: Path, pred: Density) -> Density:
             f"{ref}: scoring against a reference record needs ase_electra.reference and its "
             f"dependencies (pip install 'ase-electra[reference]'): {err}"
         ) from err
-    values = load_record(ref).density_on(pred.grid)  # (nx, ny, nz), e/Angstrom^3
+    record = load_record(ref)
+    _check_same_structure(pred, record.atoms)
+    values = record.density_on(pred.grid)  # (nx, ny, nz), e/Angstrom^3
     try:
-        return Density(pred.atoms, pred.grid, values)
+        return Density(record.atoms, pred.grid, values)
     except InvalidInputError as err:
         raise InvalidInputError(f"{ref}: reference record evaluated badly: {err}") from err
+
+
+def _check_same_structure(pred: Density, ref_atoms) -> None:
+    """Refuse a reference of another structure: other elements, or nuclei moved by more than 1e-3 A.
+
+    Positions are compared up to lattice vectors along the prediction grid's periodic axes
+    (files may wrap atoms into the cell). Either side without atoms is not checked.
+    """
+    if len(pred.atoms) == 0 or len(ref_atoms) == 0:
+        return
+    if len(pred.atoms) != len(ref_atoms) or (pred.atoms.numbers != ref_atoms.numbers).any():
+        raise InvalidInputError(
+            f"another structure: {pred.atoms.get_chemical_formula()} against {ref_atoms.get_chemical_formula()}"
+        )
+    delta = ref_atoms.positions - pred.atoms.positions
+    periodic = np.array(pred.grid.pbc)
+    fractional = delta @ np.linalg.inv(pred.grid.cell)
+    fractional[:, periodic] -= np.round(fractional[:, periodic])
+    moved = float(np.linalg.norm(fractional @ pred.grid.cell, axis=1).max())
+    if moved > 1e-3:
+        raise InvalidInputError(f"another structure: nuclei differ by up to {moved:.3g} A")
 
 
 def score_pair(row: ScoreRow) -> ScoreRow:
@@ -272,8 +300,8 @@ def score_pair(row: ScoreRow) -> ScoreRow:
     if not row.matched:
         return row
     pred = read_density(row.pred)
-    ref = _reference_density(row.ref, pred)
     try:
+        ref = _reference_density(row.ref, pred)
         error = nmae(pred, ref)
         far = nmae_beyond(pred.values, ref.values, pred.grid, pred.atoms.positions)
     except InvalidInputError as err:

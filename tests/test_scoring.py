@@ -238,6 +238,8 @@ def test_npz_reference_uses_load_record(tmp_path, ref, monkeypatch):
     calls = []
 
     class Record:
+        atoms = ref.atoms
+
         def density_on(self, grid):
             calls.append(grid)
             return ref.values
@@ -274,3 +276,26 @@ def test_npz_reference_real_record(tmp_path):
     result = run(tmp_path / f"{records[0].stem}.cube", records[0], "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["files"][0]["nmae"] < 1e-4  # cube rounding only
+
+
+def test_score_refuses_another_structure(tmp_path, ref):
+    pred = write_pair(tmp_path / "pred", "a", ref)
+    other = Atoms("HF", positions=ref.atoms.positions)
+    write_pair(tmp_path / "ref", "a", Density(other, ref.grid, ref.values))
+    with pytest.raises(InvalidInputError, match="a.cube: another structure: H2 against HF"):
+        score_paths(pred, tmp_path / "ref" / "a.cube")
+    moved = ref.atoms.copy()
+    moved.positions[1, 0] += 0.01
+    write_pair(tmp_path / "ref", "a", Density(moved, ref.grid, ref.values))
+    with pytest.raises(InvalidInputError, match="nuclei differ by up to 0.01 A"):
+        score_paths(pred, tmp_path / "ref" / "a.cube")
+
+
+def test_score_allows_atoms_wrapped_by_a_lattice_vector(tmp_path, ref):
+    periodic = dataclasses.replace(ref.grid, pbc=(True, True, True))
+    pred = write_pair(tmp_path, "p", Density(ref.atoms, periodic, ref.values), "chgcar")
+    wrapped = ref.atoms.copy()
+    wrapped.positions[0] += periodic.cell[2]
+    reference = write_pair(tmp_path, "r", Density(wrapped, periodic, ref.values), "chgcar")
+    (row,) = score_paths(pred, reference)
+    assert row.nmae == pytest.approx(0.0, abs=1e-9)
