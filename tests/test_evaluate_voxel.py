@@ -116,3 +116,19 @@ def test_predicted_voxel_densities_count_the_electrons():
     )
     assert abs(point / 10 - 1) > 0.01
     assert voxel == pytest.approx(10.0, rel=1e-3)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_voxel_values_are_differentiable(backend):
+    g = torch.Generator().manual_seed(5)
+    base = GaussianMixture.concat([random_mixture(2, box=1.2, width=(0.03, 0.06), generator=g),
+                                   random_mixture(1, box=1.2, width=(0.2, 0.3), generator=g)]).structure(0)
+    grid = Grid(np.eye(3) * 1.2, (12, 12, 12), origin=np.full(3, 0.01))
+    target = torch.rand(grid.shape, dtype=torch.float64, generator=g)
+
+    def loss(w, mu, L):
+        rho = evaluate(GaussianMixture(w, mu, torch.tril(L)), grid, backend=backend, sampling="voxel", n_sigma=8.0)
+        return ((rho - target) ** 2).sum()
+
+    args = tuple(t.clone().requires_grad_(True) for t in (base.weights, base.centres, base.scale_tril))
+    assert torch.autograd.gradcheck(loss, args, eps=1e-7, atol=1e-4, rtol=1e-4)
