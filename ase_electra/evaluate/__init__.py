@@ -9,6 +9,8 @@ torch. Every back-end is differentiable with respect to the mixture. All cut eac
 Gaussian off at the smaller of ``n_sigma`` standard deviations and the radius where its
 value falls below ``tolerance`` (``_boxes.py``), and sum periodic images along periodic
 grid axes. A mixture with signed weights is clamped at zero (:mod:`ase_electra.gaussians`).
+``evaluate(..., sampling="voxel")`` first widens the Gaussians narrower than the grid's
+voxels (``_voxel.py``), so every back-end gives the same values for integrating.
 
 Memory is bounded: work buffers hold at most ``work_points`` box points at a time
 (about 100 bytes each), and a grid whose values alone exceed ``max_bytes`` is refused.
@@ -116,7 +118,8 @@ def evaluate(
         that raises its smallest variance in grid-index units to 0.5 voxel^2
         (``_voxel.py``); Gaussians already that wide are left as they are. The grid sum
         times ``grid.voxel_volume`` then equals the mixture's integral to within 3.2e-4
-        of the widened Gaussians' weight, on any grid, skewed or periodic (point values
+        of the weight of its Gaussians up to a voxel wide (far less for wider ones), on
+        any grid, skewed or periodic (point values
         of a 0.02 Angstrom core on a 0.1 Angstrom grid sum to between 0 and 8 times its
         weight, depending on where its centre falls). Values are those of "point"
         wherever no widened Gaussian reaches (5 of its standard deviations: 3.5 voxels

@@ -14,10 +14,10 @@ mixture's integral is unchanged; the grid sum then errs by at most about
 6 exp(-2 pi^2 c) of each widened Gaussian's weight, on any grid, skewed or periodic.
 Like a voxel average, the widening spreads a narrow Gaussian over the voxels around its
 centre, but further: a standard deviation of sqrt(c) = 0.71 voxels where a voxel's box
-has 1/sqrt(12) = 0.29. A Gaussian as narrow as the box leaves 15 % aliasing in each
-direction (exp(-2 pi^2 / 12)); c = 0.5 brings the worst case to 3.2e-4 (measured: 0.005
-Angstrom Gaussians at 200 random centres on 0.1 Angstrom cubic and skewed periodic grids,
-c = 0.45 gave 8.1e-4 and 0.6 gave 5.6e-5).
+has 1/sqrt(12) = 0.29. Widening only to the box's variance (c = 1/12) leaves the sum
+wrong by up to 140 %; c = 0.5 brings the worst case to 3.2e-4 (``benchmarks/grid_sums.py``:
+0.005 Angstrom Gaussians at 200 random centres on 0.1 Angstrom cubic and skewed periodic
+grids; c = 0.45 gave 8.1e-4 and 0.6 gave 5.6e-5, at the cost of wider cores).
 
 Legend: K Gaussians.
 """
