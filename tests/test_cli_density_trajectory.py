@@ -51,8 +51,11 @@ def test_frames_share_one_box_and_names_sort_in_frame_order(tmp_path, drifting):
         np.testing.assert_allclose(density.grid.origin, expected.origin, atol=1e-5)
         (reference,) = predict_densities(load_model("promolecule"), [atoms], [density.grid])
         np.testing.assert_allclose(density.values, reference.values, rtol=1e-4, atol=1e-6 * reference.values.max())
+    change = densities[1].values - densities[0].values  # same grid: the frames can be differenced
+    assert np.abs(change).sum() > 0.01 * np.abs(densities[0].values).sum()
     scored = CliRunner().invoke(score_main, [str(out / names[0]), str(out / names[1])])
-    assert scored.exit_code == 0, scored.output  # same grid: the frames can be differenced
+    assert scored.exit_code == 1  # ...but a frame is no reference for another structure
+    assert "another structure" in scored.output and "grid" not in scored.output
 
 
 def test_fixed_box_refuses_frames_outside_it(tmp_path, drifting):
