@@ -1,11 +1,19 @@
 """Fit the promolecule table: spherical atomic densities as sums of isotropic Gaussians.
 
-For every element H to Ar this computes the spherically averaged neutral-atom density of
-the reference level of theory (PBE/def2-SVP, all electrons, spherical basis) with PySCF's
-``AtomSphericAverageRKS``, the spin-restricted atomic Kohn-Sham solver behind
-``pyscf.scf.atom_ks.get_atm_nrks``: open shells get fractional, equal occupations over
-each shell's m components, so the density is exactly spherical. The radial density
-rho(r) is then fitted by
+For every element H to Kr (def2-SVP is all-electron up to Kr) this computes the spherically
+averaged neutral-atom density of the reference level of theory (PBE/def2-SVP, all electrons,
+spherical basis) with PySCF's ``AtomSphericAverageRKS``, the spin-restricted atomic
+Kohn-Sham solver behind ``pyscf.scf.atom_ks.get_atm_nrks``: open shells get fractional,
+equal occupations over each shell's m components, so the density is exactly spherical.
+
+The occupation per angular momentum comes from PySCF's configuration tables. For H to Ar
+and Ga to Kr its three tables agree. For Sc to Ni they do not, and the solver's default
+(``NRSRHF_CONFIGURATION``, the restricted Hartree-Fock ground states) is not the PBE one:
+it puts Sc's third electron in 4p and empties 4s for Mn to Ni, 0.15-0.18 Hartree above
+the best spherical PBE atom. So each element runs every distinct configuration of the
+three tables and keeps the lowest energy (3d^n 4s^2 for Sc to V, Mn, Fe; 3d^(n+1) 4s^1
+for Cr, Co, Ni, Cu), stored as ``configuration`` (s, p, d, f electrons). The radial
+density rho(r) is then fitted by
 
     rho_fit(r) = sum_k w_k (2 pi s_k^2)^(-3/2) exp(-r^2 / (2 s_k^2)),
 
@@ -23,8 +31,10 @@ mixture is completely monotone in r^2), so the error has a floor: about 0.2 % fo
 2 % for Ar, found also by a linear program over a dense dictionary of widths.
 
 Run ``python -m ase_electra.models.fit_promolecule -o ase_electra/models/promolecule.json``
-(PySCF needed: ``pip install ase-electra[reference]``). It takes about a minute (75 s on a
-busy 2-core machine) and is deterministic: the atomic SCF runs on one thread.
+(PySCF needed: ``pip install ase-electra[reference]``). Elements already in the output file
+are kept as they are and only the missing ones are fitted (``--refit`` redoes them all), so
+extending the table never moves a shipped element. H to Ar took 75 s on a busy 2-core
+machine; the run is deterministic: the atomic SCF runs on one thread.
 """
 
 from __future__ import annotations
@@ -43,7 +53,10 @@ import click
 import numpy as np
 from scipy.optimize import minimize
 
-__all__ = ["RadialFit", "atomic_density", "fit_radial_density", "l1_error", "radial_grid", "fit_table"]
+__all__ = [
+    "RadialFit", "atomic_density", "configurations", "fit_radial_density", "l1_error", "radial_grid", "fit_table",
+    "merge_tables",
+]
 
 BOHR = 0.529177210903  # Angstrom
 BASIS = "def2-svp"
@@ -82,7 +95,9 @@ def radial_grid(first: float, last: float, count: int) -> tuple[np.ndarray, np.n
     return r, r * dx
 
 
-def atomic_density(z: int, r: np.ndarray, *, atom_grid: tuple[int, int] = (100, 434)) -> tuple[np.ndarray, float]:
+def atomic_density(
+    z: int, r: np.ndarray, *, atom_grid: tuple[int, int] = (100, 434)
+) -> tuple[np.ndarray, float, tuple[int, ...]]:
     """Spherically averaged neutral-atom PBE/def2-SVP density of element ``z``.
 
     Parameters
@@ -98,27 +113,43 @@ def atomic_density(z: int, r: np.ndarray, *, atom_grid: tuple[int, int] = (100, 
     -------
     rho : array, shape (P,), e/Angstrom^3 (converted from e/bohr^3 here)
     energy : float, Hartree
+    configuration : tuple of int
+        Electrons in s, p, d, f shells of the lowest-energy candidate (:func:`configurations`).
     """
     from pyscf import lib
 
     with lib.with_omp_threads(1), warnings.catch_warnings():
         # One thread: threaded reductions change the last bits from run to run.
         warnings.filterwarnings("ignore", "remove_linear_dep_ is deprecated", DeprecationWarning)
-        mol, dm, energy = _atomic_scf(z, atom_grid)
+        runs = [_atomic_scf(z, configuration, atom_grid) for configuration in configurations(z)]
+        mol, dm, energy, configuration = min(runs, key=lambda run: run[2])
         points = np.zeros((len(r), 3))
         points[:, 2] = np.asarray(r) / BOHR
         ao = mol.eval_gto("GTOval_sph", points)  # (P, n_ao)
     rho = np.einsum("pi,ij,pj->p", ao, dm, ao) / BOHR**3
-    return rho, energy
+    return rho, energy, configuration
 
 
-def _atomic_scf(z: int, atom_grid: tuple[int, int]):
-    """Converged spherically averaged RKS atom: (mol, density matrix (n_ao, n_ao), energy)."""
+def configurations(z: int) -> list[tuple[int, ...]]:
+    """Distinct (s, p, d, f) electron counts of element ``z`` in PySCF's three configuration
+    tables (restricted HF ground states, the SAD guess's, the experimental ground states)."""
+    from pyscf.data import elements
+
+    tables = (elements.NRSRHF_CONFIGURATION, elements.NRSRHFS_CONFIGURATION, elements.CONFIGURATION)
+    return list(dict.fromkeys(tuple(int(n) for n in table[z]) for table in tables))
+
+
+def _atomic_scf(z: int, configuration: tuple[int, ...], atom_grid: tuple[int, int]):
+    """Converged spherically averaged RKS atom: (mol, density matrix (n_ao, n_ao), energy, configuration)."""
     from pyscf import gto
+    from pyscf.data import elements
     from pyscf.scf import ADIIS, atom_ks
 
     mol = gto.M(atom=[(z, (0.0, 0.0, 0.0))], basis=BASIS, spin=z % 2, unit="Angstrom", cart=False, verbose=0)
     ks = atom_ks.AtomSphericAverageRKS(mol)
+    table = list(elements.NRSRHF_CONFIGURATION)
+    table[z] = list(configuration)
+    ks.atomic_configuration = table
     ks.xc = XC
     ks.grids.atom_grid = atom_grid
     ks.conv_tol = 1e-10
@@ -126,8 +157,8 @@ def _atomic_scf(z: int, atom_grid: tuple[int, int]):
     ks.diis.space = 12
     ks.run()
     if not ks.converged:
-        raise RuntimeError(f"atomic SCF for Z={z} did not converge")
-    return mol, ks.make_rdm1(), float(ks.e_tot)
+        raise RuntimeError(f"atomic SCF for Z={z}, configuration {configuration} did not converge")
+    return mol, ks.make_rdm1(), float(ks.e_tot), configuration
 
 
 def _gaussians(r: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
@@ -251,7 +282,7 @@ def fit_table(elements: list[int], *, min_gaussians: int = 4, max_gaussians: int
     r_rep, dr_rep = radial_grid(*REPORT_GRID)
     table = {}
     for z in elements:
-        rho, energy = atomic_density(z, np.concatenate([r_fit, r_rep]))
+        rho, energy, configuration = atomic_density(z, np.concatenate([r_fit, r_rep]))
         rho_fit, rho_rep = rho[: len(r_fit)], rho[len(r_fit) :]
         fit, errors = fit_radial_density(
             z, r_fit, dr_fit, rho_fit, min_gaussians=min_gaussians, max_gaussians=max_gaussians
@@ -260,7 +291,8 @@ def fit_table(elements: list[int], *, min_gaussians: int = 4, max_gaussians: int
         electrons = float((4.0 * math.pi * r_rep**2 * dr_rep * rho_rep).sum())
         symbol = chemical_symbols[z]
         log(
-            f"{symbol:>2} Z={z:2d}: {len(fit.weights)} Gaussians, L1 error {100 * error:.3f} % "
+            f"{symbol:>2} Z={z:2d} (s, p, d, f = {configuration}): {len(fit.weights)} Gaussians, "
+            f"L1 error {100 * error:.3f} % "
             f"(by count: {' '.join(f'{100 * e:.3f}' for e in errors)} %), radial integral {electrons:.6f}"
         )
         table[str(z)] = {
@@ -269,12 +301,14 @@ def fit_table(elements: list[int], *, min_gaussians: int = 4, max_gaussians: int
             "sigmas": fit.sigmas.tolist(),
             "l1_error": error,
             "energy_hartree": energy,
+            "configuration": list(configuration),
         }
     metadata = {
         "description": "Spherical neutral-atom densities as isotropic normalised Gaussians "
         "rho(r) = sum_k w_k N(r | 0, s_k^2 I), sorted narrow to wide",
         "level_of_theory": "PBE, spin-restricted spherically averaged atom (fractional occupations), "
-        "all electrons (pyscf.scf.atom_ks.AtomSphericAverageRKS)",
+        "all electrons (pyscf.scf.atom_ks.AtomSphericAverageRKS), lowest-energy configuration of "
+        "PySCF's tables",
         "xc": XC,
         "basis": f"{BASIS} (spherical)",
         "code": f"PySCF {pyscf.__version__}",
@@ -285,6 +319,15 @@ def fit_table(elements: list[int], *, min_gaussians: int = 4, max_gaussians: int
         "date": datetime.now(timezone.utc).date().isoformat(),
     }
     return {"metadata": metadata, "elements": table}
+
+
+def merge_tables(kept: dict, fitted: dict) -> dict:
+    """``fitted``'s table with ``kept``'s element entries in place of its own (kept ones win).
+
+    Elements come out in ascending atomic number; the metadata is ``fitted``'s.
+    """
+    elements = {**fitted["elements"], **kept["elements"]}
+    return {"metadata": fitted["metadata"], "elements": {k: elements[k] for k in sorted(elements, key=int)}}
 
 
 def write_json(data: dict, path: Path) -> None:
@@ -304,26 +347,37 @@ def write_json(data: dict, path: Path) -> None:
 
 @click.command()
 @click.option(
-    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSON file to write."
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+    help="JSON file to write; elements it already holds are kept unless --refit.",
 )
-@click.option("--max-z", type=click.IntRange(1, 18), default=18, show_default=True, help="Fit elements 1..max-z.")
+@click.option("--max-z", type=click.IntRange(1, 36), default=36, show_default=True, help="Fit elements 1..max-z.")
+@click.option("--refit", is_flag=True, help="Fit every element again, also those already in OUTPUT.")
 @click.option(
     "--min-gaussians", type=click.IntRange(1, 12), default=4, show_default=True, help="Fewest Gaussians per element."
 )
 @click.option(
     "--max-gaussians", type=click.IntRange(1, 12), default=8, show_default=True, help="Most Gaussians per element."
 )
-def main(output: Path, max_z: int, min_gaussians: int, max_gaussians: int) -> None:
+def main(output: Path, max_z: int, refit: bool, min_gaussians: int, max_gaussians: int) -> None:
     """Fit the promolecule table (PBE/def2-SVP atoms) and write it as JSON."""
     if min_gaussians > max_gaussians:
         raise click.ClickException(f"--min-gaussians {min_gaussians} exceeds --max-gaussians {max_gaussians}")
     if importlib.util.find_spec("pyscf") is None:
         raise click.ClickException("PySCF is needed: pip install 'ase-electra[reference]'")
+    kept = {"elements": {}}
+    if output.exists() and not refit:
+        try:
+            kept = json.loads(output.read_text())
+            kept = {"elements": {k: v for k, v in kept["elements"].items() if int(k) <= max_z}}
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise click.ClickException(f"{output}: not a promolecule table ({err}); pass --refit") from None
+    missing = [z for z in range(1, max_z + 1) if str(z) not in kept["elements"]]
+    click.echo(f"keeping {len(kept['elements'])} elements of {output}, fitting {len(missing)}", err=True)
     data = fit_table(
-        list(range(1, max_z + 1)), min_gaussians=min_gaussians, max_gaussians=max_gaussians,
+        missing, min_gaussians=min_gaussians, max_gaussians=max_gaussians,
         log=lambda line: click.echo(line, err=True),
     )
-    write_json(data, output)
+    write_json(merge_tables(kept, data), output)
     click.echo(f"wrote {output}", err=True)
 
 

@@ -94,7 +94,7 @@ def _atomic_gaussians() -> dict[int, AtomicGaussians]:
 
 
 def atomic_gaussians() -> dict[int, AtomicGaussians]:
-    """The package's promolecule table: atomic number -> :class:`AtomicGaussians` (H to Ar).
+    """The package's promolecule table: atomic number -> :class:`AtomicGaussians` (H to Kr).
 
     Returns a new dict each call; the values are immutable and shared.
     """
