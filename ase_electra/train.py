@@ -388,7 +388,8 @@ def train(
         Continue from ``run_dir/checkpoint.pt``.
     init : ElectraDensityModel, optional
         Fine-tune: start from a copy of this trained model's weights and configuration
-        (its elements must cover the samples'); excludes ``model_config``. A resumed
+        (its elements must cover the samples': :meth:`ElectraDensityModel.grown` adds
+        missing ones, as ``electra-train --init`` does); excludes ``model_config``. A resumed
         fine-tuning run needs no ``init`` again: the checkpoint holds the weights.
     progress : bool
         Show tqdm bars on stderr (rank 0).
@@ -401,7 +402,10 @@ def train(
             raise InvalidInputError("model config: a fine-tuned model keeps the configuration of its init model")
         missing = sorted({int(z) for s in train_samples + val_samples for z in s.atoms.numbers} - init.elements)
         if missing:
-            raise UnknownElementError(f"init model {init.name!r}: lacks elements {missing} of the training data")
+            raise UnknownElementError(
+                f"init model {init.name!r}: lacks elements {missing} of the training data; add them with "
+                "init.grown(elements)"
+            )
     ranks = _Ranks.start(config.device)
     try:
         run = _Run(train_samples, val_samples, Path(run_dir), config, model_config, cache, resume, progress, ranks,

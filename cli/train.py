@@ -55,7 +55,8 @@ from ._common import device_option, traceback_option, user_errors, version_optio
               show_default="ase_electra.models.electra.default_config for the data's elements")
 @click.option("--init", "init_spec", metavar="MODEL",
               help="Fine-tune: start from this trained model ('default', a model or run folder) "
-                   "with its configuration; excludes --model-config and --resume.",
+                   "with its configuration; elements of DATA it lacks are added first, each starting as "
+                   "its promolecule (ElectraDensityModel.grown); excludes --model-config and --resume.",
               show_default="a fresh model, starting as the promolecule")
 @click.option("--widen", type=(click.IntRange(min=1), click.IntRange(min=1)), metavar="HEAVY LIGHT",
               help="With --init: first give the init model HEAVY floating Gaussians per heavy atom and LIGHT "
@@ -111,6 +112,8 @@ def main(data, run_dir, val_dir, val_fraction, epochs, max_minutes, loss, probes
             except (OSError, ValueError) as err:
                 raise FileFormatError(f"{model_config}: {err}") from None
         init = None if init_spec is None else _trained_model(init_spec, widen, seed)
+        if init is not None:
+            init = _with_elements(init, train_samples + val_samples)
         cache = None if cache_dir is None else GridCache(cache_dir)
         result = train(train_samples, val_samples, run_dir, config, model_config=model, cache=cache, resume=resume,
                        init=init)
@@ -143,3 +146,11 @@ def _trained_model(spec: str, widen: tuple[int, int] | None, seed: int):
     except InvalidInputError as err:
         raise InvalidInputError(f"--init {spec} --widen {heavy} {light}: {err}") from None
     return ElectraDensityModel(module, model.device, name=f"{model.name} widened")
+
+
+def _with_elements(model, samples):
+    """``model`` grown by the elements of ``samples`` it lacks (reported on stderr), else itself."""
+    grown = model.grown({int(z) for sample in samples for z in sample.atoms.numbers})
+    if grown.elements != model.elements:
+        click.echo(f"--init {model.name}: added elements, each starting as its promolecule -> {grown.name}", err=True)
+    return grown

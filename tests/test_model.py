@@ -30,7 +30,7 @@ from ase_electra.models import electra as electra_module
 from ase_electra.models.base import DensityModel
 from ase_electra.models.electra import ElectraDensityModel
 from ase_electra.nn.heads import assign_slots, widening_map
-from ase_electra.nn.model import ElectraConfig, ElectraModel
+from ase_electra.nn.model import ElectraConfig, ElectraModel, analogue, calibration_hydride, outer_electrons
 from ase_electra.nn.symmetry import degeneracy_weights, frame_features
 
 
@@ -450,3 +450,78 @@ def test_shipped_model_warns_once_about_periodic_structures(caplog):
         model.predict([crystal, molecule("H2O")])
     assert len(caplog.records) == 1 and "trained on molecules only" in caplog.records[0].getMessage()
     assert "\n" not in caplog.records[0].getMessage()
+
+
+# ---------------------------------------------------------------------- new elements
+def thiophene() -> Atoms:
+    """C4H4S (Angstrom): a planar ring, C-S 1.71, C=C 1.37, C-C 1.42, C-H 1.08."""
+    return Atoms(
+        "SC4H4",
+        positions=[[0.0, 1.19, 0.0], [1.23, 0.0, 0.0], [0.71, -1.27, 0.0], [-0.71, -1.27, 0.0], [-1.23, 0.0, 0.0],
+                   [2.28, 0.26, 0.0], [1.33, -2.15, 0.0], [-1.33, -2.15, 0.0], [-2.28, 0.26, 0.0]],
+    )
+
+
+def test_analogues_share_outer_electrons():
+    known = (1, 6, 7, 8, 9)
+    assert [analogue(z, known) for z in (16, 17, 35, 15, 14, 5, 3, 2)] == [8, 9, 9, 7, 6, 6, 6, 1]
+    assert [outer_electrons(z) for z in (8, 16, 34, 31)] == [6, 6, 6, 3]
+    with pytest.raises(InvalidInputError):
+        analogue(16, ())
+
+
+@pytest.fixture(scope="module")
+def organic(model, reference) -> ElectraModel:
+    """``model``'s settings for H, C, N, O, F only, heads moved away from their start."""
+    config = dataclasses.replace(
+        ElectraConfig.for_reference(reference, (1, 6, 7, 8, 9), floating_heavy=4, floating_light=2),
+        **{f.name: getattr(model.config, f.name) for f in dataclasses.fields(model.config)
+           if f.name not in ("elements", "n_core", "n_floating")},
+    )
+    torch.manual_seed(1)
+    m = ElectraModel(config, reference).double()
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if name.startswith(("heads.scalar_head.2", "heads.vector_head", "heads.matrix_head")):
+                p.mul_(30.0)
+    return m
+
+
+def test_grown_model_keeps_old_elements_bit_for_bit(organic, reference):
+    state = {k: v.clone() for k, v in organic.state_dict().items()}
+    before = predict(organic, [methyl_ethanol(), molecule("HCOOH")])
+    grown = organic.grown([16, 17, 8], reference)
+    assert grown.config.elements == (1, 6, 7, 8, 9, 16, 17)
+    after = predict(grown, [methyl_ethanol(), molecule("HCOOH")])
+    for name in ("weights", "centres", "scale_tril"):
+        assert torch.equal(getattr(after, name), getattr(before, name)), name
+    for name, value in organic.state_dict().items():  # the old model is untouched
+        assert torch.equal(value, state[name]), name
+    with pytest.raises(UnknownElementError):
+        predict(organic, [thiophene()])
+
+
+@pytest.mark.parametrize("z", [16, 17, 35])
+def test_grown_element_starts_as_its_promolecule_in_its_hydride(organic, reference, z):
+    grown = organic.grown([z], reference)
+    hydride = calibration_hydride(z)
+    mixture = predict(grown, [hydride])
+    own = int(grown.heads.slot_mask[int(grown.element_row[z])].sum())
+    assert mixture.weights[:own].sum().item() == pytest.approx(z, rel=1e-9)
+    assert mixture.integral().item() == pytest.approx(z + len(hydride) - 1, rel=1e-9)
+    widths = torch.diagonal(mixture.scale_tril[:own], dim1=-2, dim2=-1).prod(-1) ** (1 / 3)  # mean sigma, A
+    atom = reference[z]
+    assert widths.min().item() == pytest.approx(float(atom.sigmas.min()), rel=0.05)
+
+
+def test_grown_model_predicts_thiophene_near_the_promolecule(organic, reference):
+    grown = organic.grown([16], reference)
+    atoms = thiophene()
+    mixture = predict(grown, [atoms])
+    assert mixture.integral().item() == pytest.approx(44.0, rel=1e-9)
+    points = probe_points(atoms, 600)
+    from ase_electra.models.promolecule import PromoleculeModel
+
+    promolecule = evaluate_points(PromoleculeModel(dtype=torch.float64).predict([atoms]), points)
+    ours = evaluate_points(mixture, points)
+    assert (ours - promolecule).abs().sum() / promolecule.abs().sum() < 0.5  # a start, not noise

@@ -333,3 +333,23 @@ def test_cli_errors_are_one_line(records, tmp_path, case):
     assert result.exit_code == 1
     assert result.output.startswith(expected) and result.output.count("\n") == 1, result.output
     assert list(run.glob("*")) == ([run / "checkpoint.pt"] if case == "bad checkpoint" else [])
+
+
+def test_cli_init_grows_the_elements_of_the_data(records, tmp_path):
+    pytest.importorskip("pyscf")
+    from ase_electra.label import label_structure
+    from ase_electra.reference import save_record
+
+    tiny = tmp_path / "tiny.json"
+    tiny.write_text(json.dumps(TINY))
+    common = ["--epochs", "1", "--probes", "256", "--spacing", "0.4", "--margin", "2.0", "--device", "cpu"]
+    assert run_cli(records, "-o", tmp_path / "first", "--model-config", tiny, *common).exit_code == 0
+    data = tmp_path / "data"
+    shutil.copytree(records, data)
+    save_record(data / "h2s.npz", label_structure(molecule("SH2"), basis="sto-3g", name="H2S"))
+    result = run_cli(data, "-o", tmp_path / "tuned", "--init", tmp_path / "first", *common)
+    assert result.exit_code == 0, result.output
+    assert "added elements" in result.output and "+S" in result.output
+    first, tuned = load_model(tmp_path / "first"), load_model(tmp_path / "tuned")
+    assert tuned.elements == first.elements | {16}
+    assert tuned.predict([molecule("SH2")]).integral().item() == pytest.approx(18.0, rel=1e-5)

@@ -2,18 +2,20 @@
 
 A saved model is a folder holding ``config.json`` (an :class:`ElectraConfig` dict) and
 ``model.safetensors`` (the state dict). Loading reads both without unpickling anything.
-A fresh model starts from the promolecule table of ``models/promolecule.py``.
+A fresh model starts from the promolecule table of ``models/promolecule.py``; a trained one
+learns new elements from there too (:meth:`ElectraDensityModel.grown`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import torch
 from ase import Atoms
+from ase.data import chemical_symbols
 
 from ..errors import FileFormatError
 from ..gaussians import GaussianMixture
@@ -40,7 +42,7 @@ def _reference_table() -> Mapping[int, AtomicReference]:
 
 
 def default_config(**kwargs) -> ElectraConfig:
-    """The small CPU-friendly default: all elements of the promolecule table (H..Ar).
+    """The small CPU-friendly default: all elements of the promolecule table (H..Kr).
 
     Keyword arguments go to :meth:`ElectraConfig.for_reference`.
     """
@@ -92,6 +94,21 @@ class ElectraDensityModel:
         if seed is not None:
             torch.manual_seed(seed)
         return cls(ElectraModel(config, reference), device=device)
+
+    def grown(
+        self, elements: Iterable[int], reference: Mapping[int, AtomicReference] | None = None
+    ) -> ElectraDensityModel:
+        """A copy that also supports ``elements`` and predicts exactly what this model does for
+        structures of its own elements (:meth:`ElectraModel.grown
+        <ase_electra.nn.model.ElectraModel.grown>`): each new element starts as its
+        promolecule (``reference``, default the package table, H..Kr) seen by the network as
+        its analogue among the known elements. Named ``<name>+<new symbols>``."""
+        reference = _reference_table() if reference is None else reference
+        new = sorted({int(z) for z in elements} - self.elements)
+        name = f"{self.name}+{','.join(chemical_symbols[z] for z in new)}" if new else self.name
+        return ElectraDensityModel(
+            self.module.grown(new, reference), device=self.device, name=name, molecules_only=self.molecules_only
+        )
 
     # ------------------------------------------------------------------ prediction
     def graph(self, structures: list[Atoms]) -> Graph:

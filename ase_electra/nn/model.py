@@ -7,17 +7,30 @@
 :class:`ElectraConfig` holds every hyperparameter and round-trips through a JSON dict,
 so a saved model is its config plus a state dict (see ``models/electra.py``).
 
+A trained model learns new elements without forgetting the old ones (:meth:`ElectraModel.grown`):
+a new element's one-hot column starts as a copy of its analogue's (the known element with the
+same number of outer s and p electrons, :func:`analogue`), so the network sees it as that
+element; its per-element head rows start from its promolecule Gaussians, shifted so that in a
+hydride (:func:`calibration_hydride`) its Gaussians come out exactly as the promolecule's
+weights and widths. Atoms of the old elements never read the new column or rows, so they get
+the same mixture as before.
+
 Legend: N atoms, E edges, C channels, S structures.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
+from ase import Atoms
+from ase.data import covalent_radii
 from torch import nn
 
 from ..errors import InvalidInputError, UnknownElementError
@@ -28,12 +41,46 @@ from .radial import RadialBasis
 from .symmetry import N_FRAME_MATRICES, N_FRAME_SCALARS, N_FRAME_VECTORS, Debias, frame_features
 from .tensors import Edges, TensorBlock, TensorFeatures
 
-__all__ = ["ElectraConfig", "ElectraModel", "floating_counts", "valence_electrons"]
+__all__ = [
+    "ElectraConfig", "ElectraModel", "analogue", "calibration_hydride", "floating_counts", "outer_electrons",
+    "valence_electrons",
+]
 
 
 def valence_electrons(z: int) -> int:
     """Electrons outside the preceding noble-gas core."""
     return z - core_electrons(z)
+
+
+def outer_electrons(z: int) -> int:
+    """Electrons in the outer s and p shells: valence electrons less a filled 3d shell (Ga..Kr).
+
+    >>> outer_electrons(8), outer_electrons(16), outer_electrons(35)
+    (6, 6, 7)
+    """
+    return valence_electrons(z) - (10 if 31 <= z <= 36 else 0)
+
+
+def analogue(z: int, known: tuple[int, ...]) -> int:
+    """The element of ``known`` a new element ``z`` starts as: among those of its kind (H and He,
+    or heavier; any if none), the one with the closest number of outer electrons, then the
+    closest atomic number (S -> O, Cl and Br -> F, P -> N, Si and B -> C with H, C, N, O, F).
+    """
+    if not known:
+        raise InvalidInputError("analogue: no known elements to start from")
+    kind = [k for k in known if (k <= 2) == (z <= 2)] or list(known)
+    return min(kind, key=lambda k: (abs(outer_electrons(k) - outer_electrons(z)), abs(k - z), k))
+
+
+def calibration_hydride(z: int) -> Atoms:
+    """Element ``z`` bonded to hydrogen atoms (Angstrom): 4 - |4 - outer electrons| of them, at least
+    one, along tetrahedral directions at the sum of the covalent radii (ASE's). The structure
+    :meth:`ElectraModel.grown` calibrates a new element's Gaussians on.
+    """
+    n = max(1, 4 - abs(4 - outer_electrons(z)))
+    directions = np.array([[1, 1, 1], [-1, -1, 1], [-1, 1, -1], [1, -1, -1]]) / math.sqrt(3)
+    bond = covalent_radii[z] + covalent_radii[1]
+    return Atoms([z] + [1] * n, positions=np.vstack([np.zeros(3), bond * directions[:n]]))
 
 
 def floating_counts(elements: tuple[int, ...], heavy: int, light: int) -> tuple[int, ...]:
@@ -212,8 +259,12 @@ class ElectraModel(nn.Module):
 
     def forward(self, graph: Graph) -> GaussianMixture:
         """Predict the density of every structure of ``graph`` (one batched mixture)."""
-        c = self.config
         graph = graph.to(device=self.heads.core_logit.device)
+        return self.heads(self._features(graph), graph)
+
+    def _features(self, graph: Graph) -> TensorFeatures:
+        """Final per-atom features of ``graph`` (on this model's device), the heads' input."""
+        c = self.config
         self._check_elements(graph.numbers)
         dtype = self.dtype
         r = graph.edge_vectors().to(dtype)  # (E, 3)
@@ -225,7 +276,85 @@ class ElectraModel(nn.Module):
             x = block(x, edges)
             if c.debias:
                 x = self.debias[i](x)
-        return self.heads(x, graph)
+        return x
+
+    def grown(self, elements: Iterable[int], reference: Mapping[int, AtomicReference]) -> ElectraModel:
+        """A copy that also supports ``elements``, predicting exactly what this model does for
+        structures of its own elements. This model is left as it is.
+
+        Each new element Z takes the Gaussian counts of its :func:`analogue` A (floating) and of
+        ``reference`` (core: :func:`~ase_electra.nn.heads.count_core`), and A's one-hot
+        embedding column. Its head rows start from ``reference[Z]`` (split over the slots as
+        a fresh model's) less the feature-dependent head outputs of Z in
+        :func:`calibration_hydride`, and its logits are shifted so that in that hydride Z holds
+        exactly Z electrons in the promolecule's shares and widths (floating Gaussians are
+        displaced and shaped as A's would be there).
+
+        Parameters
+        ----------
+        elements : iterable of int
+            Atomic numbers to support; those already supported are ignored.
+        reference : mapping from atomic number to AtomicReference
+            Promolecule table holding every new element.
+        """
+        c = self.config
+        new = sorted(set(int(z) for z in elements) - set(c.elements))
+        missing = [z for z in new if z not in reference]
+        if missing:
+            raise InvalidInputError(f"elements {missing}: not in the promolecule table")
+        if not new:
+            return copy.deepcopy(self)
+        counts = {z: (n_core, n_floating) for z, n_core, n_floating in zip(c.elements, c.n_core, c.n_floating)}
+        for z in new:
+            counts[z] = (count_core(reference[z], z), counts[analogue(z, c.elements)][1])
+        order = tuple(sorted(counts))
+        config = dataclasses.replace(
+            c, elements=order, n_core=tuple(counts[z][0] for z in order), n_floating=tuple(counts[z][1] for z in order)
+        )
+        grown = ElectraModel(config).to(self.heads.core_logit)  # dtype and device
+        state = self.state_dict()
+        kept = {k: v for k, v in state.items() if not k.startswith("heads.") and k != "embed_scalars.weight"}
+        kept.update({k: v for k, v in state.items() if k.startswith(("heads.scalar_head", "heads.vector_head",
+                                                                        "heads.matrix_head"))})
+        unmatched = grown.load_state_dict(kept, strict=False)
+        assert not unmatched.unexpected_keys
+        fresh = GaussianHeads(c.channels, tuple(new), tuple(counts[z][0] for z in new),
+                              tuple(counts[z][1] for z in new), c.width_floor, c.core_range, reference=reference)
+        fresh = fresh.to(self.heads.core_logit)
+        # one-hot columns: the elements in the new order, each new one as its analogue
+        source = [c.elements.index(analogue(z, c.elements) if z in new else z) for z in order]
+        n_el = len(c.elements)
+        head, old = grown.heads, self.heads
+        with torch.no_grad():
+            weight = self.embed_scalars.weight  # (C, n_el + frame scalars + 1)
+            grown.embed_scalars.weight.copy_(torch.cat([weight[:, source], weight[:, n_el:]], dim=1))
+            for row, z in enumerate(order):
+                src, table = (fresh, new.index(z)) if z in new else (old, c.elements.index(z))
+                for name in ("core_sigma0", "core_logit", "core_theta", "float_logit", "float_size"):
+                    values = getattr(src, name)[table]
+                    getattr(head, name)[row, : len(values)] = values
+            for z in new:
+                grown._calibrate(z)
+        return grown
+
+    def _calibrate(self, z: int) -> None:
+        """Shift element ``z``'s head rows, set from its promolecule Gaussians, so that its atom in
+        :func:`calibration_hydride` gets those weights and widths (see :meth:`grown`)."""
+        from ..graph import Graph
+
+        heads, row = self.heads, int(self.element_row[z])
+        hydride = calibration_hydride(z)
+        graph = Graph.from_atoms([hydride], self.config.cutoff, dtype=torch.float64).to(device=heads.core_logit.device)
+        x = self._features(graph)
+        h = heads.scalar_head(x.scalars[:1]).view(2, heads.mf).to(heads.float_logit)  # (2, Mf) for atom z
+        heads.float_logit[row] -= h[0]
+        heads.float_size[row] -= h[1]
+        weights = self.heads(x, graph).weights  # (K,), atom z's Gaussians first
+        own = int(heads.slot_mask[row].sum())
+        hydrogen = len(hydride) - 1
+        shift = torch.log(weights[own:].sum() * z / (weights[:own].sum() * hydrogen))
+        heads.core_logit[row] += shift.to(heads.core_logit)
+        heads.float_logit[row] += shift.to(heads.float_logit)
 
     def widened(self, n_floating: tuple[int, ...], jitter: float = 0.02, seed: int = 0) -> ElectraModel:
         """A copy with ``n_floating`` floating Gaussians per element (none fewer than now) that
@@ -240,21 +369,22 @@ class ElectraModel(nn.Module):
         return wide
 
     def _embed(self, graph: Graph, dtype: torch.dtype) -> TensorFeatures:
+        """Initial features. The element one-hot part of ``embed_scalars`` is a column lookup,
+        not a product with a one-hot vector: the same values, but exact, so a :meth:`grown`
+        model (more one-hot columns) gives its old elements bit for bit the same features."""
         c = self.config
         frames = frame_features(graph, c.cutoff, c.sign_length, c.sign_moment, c.degeneracy)
-        onehot = nn.functional.one_hot(self.element_row[graph.numbers], len(c.elements)).to(
-            dtype
-        )  # (N, n_el)
         z_total = torch.zeros_like(graph.n_electrons).index_add(0, graph.batch, graph.numbers.to(graph.dtype))
         excess = (z_total - graph.n_electrons) / graph.atoms_per_structure().to(
             graph.dtype
         )  # (S,) charge per atom
-        scalars = torch.cat([onehot, frames.scalars.to(dtype), excess[graph.batch, None].to(dtype)], dim=1)
+        n_el, weight = len(c.elements), self.embed_scalars.weight  # (C, n_el + frame scalars + 1)
+        rest = torch.cat([frames.scalars.to(dtype), excess[graph.batch, None].to(dtype)], dim=1)  # (N, F + 1)
+        scalars = nn.functional.linear(rest, weight[:, n_el:].contiguous(), self.embed_scalars.bias)  # (N, C)
+        scalars = scalars + weight[:, self.element_row[graph.numbers]].T  # (N, C)
         vectors = self.embed_vectors(frames.vectors.to(dtype).transpose(1, 2)).transpose(1, 2)  # (N, C, 3)
         matrices = self.embed_matrices(frames.matrices.to(dtype).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        return TensorFeatures(
-            self.embed_scalars(scalars), vectors, matrices
-        )  # (N, C), (N, C, 3), (N, C, 3, 3)
+        return TensorFeatures(scalars, vectors, matrices)  # (N, C), (N, C, 3), (N, C, 3, 3)
 
     def _check_elements(self, numbers: torch.Tensor) -> None:
         known = (numbers < self.element_row.shape[0]) & (numbers >= 0)
