@@ -29,7 +29,7 @@ from ._common import device_option, traceback_option, version_option
               help="Grid spacing, Angstrom.")
 @click.option("--margin", type=click.FloatRange(min=0), default=4.0,
               help="Vacuum around the molecules of all frames of a file, Angstrom: the frames of one file "
-                   "share one box (periodic cells use their cell).")
+                   "share one box (crystals, slabs and wires use their cell).")
 @click.option("--box", type=(click.FloatRange(min=0, min_open=True),) * 3, default=None,
               metavar="LX LY LZ",
               help="Fixed box for molecules instead of --margin, Angstrom, centred on each file's frames; "

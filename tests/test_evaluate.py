@@ -135,8 +135,11 @@ def test_density_and_gradient_match_the_evaluator_and_autograd_anywhere(offset, 
 
 def test_memory_bound_refuses_huge_grids(mixture):
     g = Grid(np.eye(3) * 10, (200, 200, 200))
-    with pytest.raises(GridTooLargeError, match="memory bound"):
+    with pytest.raises(GridTooLargeError, match="memory bound.*a smaller margin\\)$"):
         evaluate(mixture, g, max_bytes=10_000_000)
+    periodic = Grid(np.eye(3) * 10, (200, 200, 200), pbc=(True, True, False))  # a slab: the cell fixes the box
+    with pytest.raises(GridTooLargeError, match="memory bound of 0.0 GB; use a coarser spacing$"):
+        evaluate(mixture, periodic, max_bytes=10_000_000)
 
 
 def test_batches_are_refused():

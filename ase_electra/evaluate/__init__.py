@@ -144,7 +144,8 @@ def evaluate(
     if grid.n_points * itemsize + 1024 * _BYTES_PER_WORK_POINT > max_bytes:
         raise GridTooLargeError(
             f"grid ({grid.describe()}, {grid.n_points:,} points) needs more than the memory bound of "
-            f"{max_bytes / 1e9:.1f} GB; use a coarser spacing or a smaller margin"
+            f"{max_bytes / 1e9:.1f} GB; use a coarser spacing"
+            + ("" if any(grid.pbc) else " (or, for a box around molecules, a smaller margin)")
         )
     chosen = select_backend(mixture, backend)
     if chosen == "cupy":
