@@ -219,8 +219,8 @@ def _signed_weights_allowed() -> bool:
 
 
 def test_element_without_reference_atom_is_refused():
-    with pytest.raises(UnknownElementError, match="no free-atom reference density for K"):
-        hirshfeld_charges(one_gaussian(np.eye(3), weight=19.0), np.array([19]), np.zeros((1, 3)))
+    with pytest.raises(UnknownElementError, match="no free-atom reference density for Rb"):
+        hirshfeld_charges(one_gaussian(np.eye(3), weight=37.0), np.array([37]), np.zeros((1, 3)))
 
 
 # ---------------------------------------------------------------------- equivariance and the calculator
@@ -240,9 +240,9 @@ def test_charges_invariant_and_moments_rotate(default_model):
 
 
 class UnknownToTableModel:
-    """Claims potassium, which the Hirshfeld reference table (H to Ar) lacks."""
+    """Claims rubidium, which the Hirshfeld reference table (H to Kr) lacks."""
 
-    name, elements, device = "potassium", frozenset({1, 19}), torch.device("cpu")
+    name, elements, device = "rubidium", frozenset({1, 37}), torch.device("cpu")
 
     def predict(self, structures):
         mixtures = [GaussianMixture(torch.as_tensor(a.numbers, dtype=torch.float64), torch.as_tensor(a.positions),
@@ -279,9 +279,9 @@ def test_calculator_refuses_periodic_and_unknown_reference(promolecule):
     assert "\n" not in str(err.value)
     with pytest.raises(CalculatorInputError, match="periodic structures are not supported"):
         crystal.calc.get_electrostatic_potential()
-    kh = Atoms("KH", positions=[[0, 0, 0], [0, 0, 2.2]])
+    kh = Atoms("RbH", positions=[[0, 0, 0], [0, 0, 2.4]])
     kh.calc = ElectraCalculator(model=UnknownToTableModel(), spacing=0.4)
-    with pytest.raises(CalculatorElementError, match="no free-atom reference density for K"):
+    with pytest.raises(CalculatorElementError, match="no free-atom reference density for Rb"):
         kh.get_charges()
     np.testing.assert_allclose(kh.get_dipole_moment(), 0.0, atol=1e-12)  # moments need no reference
     with pytest.raises(CalculatorInputError, match="points"):
