@@ -15,7 +15,7 @@ from ._common import device_option, traceback_option, version_option
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the density files (created when the first one is written).")
 @click.option("--model", default="default",
-              help="Model: 'default' (the shipped weights), 'promolecule' (superposed atoms, H to Ar), "
+              help="Model: 'default' (the shipped weights), 'promolecule' (superposed atoms, H to Kr), "
                    "or a trained model: electra-train's run folder or a model folder.")
 @click.option("--format", "fmt", type=click.Choice(["cube", "chgcar", "h5", "mixtures"]), default="cube",
               help="cube: Gaussian cube per frame (bohr, e/bohr^3); chgcar: VASP CHGCAR per frame (rho * V_cell); "

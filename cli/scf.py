@@ -16,7 +16,7 @@ _METHODS = ("harris", "projection")  # ase_electra.scf.GUESS_METHODS (not import
 @click.command("electra-scf", context_settings={"show_default": True})
 @click.argument("structures", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--model", default="default",
-              help="Model: 'default' (the shipped weights), 'promolecule' (superposed atoms, H to Ar), "
+              help="Model: 'default' (the shipped weights), 'promolecule' (superposed atoms, H to Kr), "
                    "or a trained model: electra-train's run folder or a model folder.")
 @click.option("--method", type=click.Choice(_METHODS), default="harris",
               help="How the predicted density becomes a density matrix (see ase_electra.scf).")
