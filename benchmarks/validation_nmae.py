@@ -4,6 +4,7 @@
     python benchmarks/validation_nmae.py --model default --split train --limit 20   # its own training data
     python benchmarks/validation_nmae.py --model default --data ood-records/ --split any
     python benchmarks/validation_nmae.py --model default --by-distance   # where the error lies
+    python benchmarks/validation_nmae.py --model default --data heteroatoms/val --split any --by-element
 
 Validation = QM9 indices ending in 8 (``--split train``: 0-7; ``any``: every record, QM9 or
 not). Each molecule is compared on a box grid (0.1 A spacing, 4 A margin by default) with
@@ -12,7 +13,9 @@ molecule). Prints one line per molecule, the mean and median NMAE in percent, th
 dipole error (the mixture's analytic dipole against the exact one of the MO
 coefficients, Debye), and the prediction time per molecule. ``--by-distance`` adds the mean
 share of the NMAE from each band of distance to the nearest nucleus
-(:func:`ase_electra.scoring.nmae_by_distance`).
+(:func:`ase_electra.scoring.nmae_by_distance`). ``--by-element`` adds, for every element, the
+mean NMAE and dipole error of the molecules holding it. Molecules with an element the model
+lacks are counted as refused, not scored.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from ase.data import chemical_symbols
 
 from ase_electra.datasets import GridCache, find_samples
 from ase_electra.models import load_model
@@ -45,17 +49,27 @@ def main() -> None:
     parser.add_argument("--margin", type=float, default=4.0, help="vacuum around the molecule, Angstrom")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N molecules")
     parser.add_argument("--by-distance", action="store_true", help="NMAE shares by distance to the nearest nucleus")
+    parser.add_argument("--by-element", action="store_true", help="mean NMAE and dipole error per element")
     args = parser.parse_args()
 
     samples = [s for folder in args.data for s in find_samples(folder, args.spacing, args.margin)]
     samples = [s for s in samples if args.split == "any" or s.split == args.split][: args.limit]
     model = load_model(args.model)
     cache = GridCache(args.cache)
-    scores, seconds, dipoles, shares = [], [], [], []
+    scores, seconds, dipoles, shares, scored, refused = [], [], [], [], [], []
     print(f"model {args.model}: {len(samples)} molecules ({args.split}), grid {args.spacing} A, margin {args.margin} A")
+    known = [s for s in samples if set(s.atoms.numbers.tolist()) <= model.elements]
+    if not known:
+        raise SystemExit(f"model {args.model} lacks an element of every one of the {len(samples)} molecules")
     with torch.no_grad():  # untimed warm-up: numba loads (or compiles) its kernels on the first call
-        grid_nmae(model.predict([samples[0].atoms]), samples[0], cache.values(samples[0]))
+        grid_nmae(model.predict([known[0].atoms]), known[0], cache.values(known[0]))
     for sample in samples:
+        lacking = sorted(set(sample.atoms.numbers.tolist()) - model.elements)
+        if lacking:
+            refused.append(sample)
+            print(f"{sample.name}  refused: the model lacks {' '.join(chemical_symbols[z] for z in lacking)}")
+            continue
+        scored.append(sample)
         reference = cache.values(sample)
         start = time.perf_counter()
         with torch.no_grad():
@@ -70,12 +84,20 @@ def main() -> None:
             shares.append(nmae_by_distance(pred, reference, sample.grid, sample.atoms.positions))
         print(f"{sample.name}  atoms {len(sample.atoms):3d}  NMAE {100 * score:7.3f} %  dipole error "
               f"{dipoles[-1]:6.3f} D  {seconds[-1]:6.2f} s")
+    if refused:
+        print(f"refused {len(refused)} of {len(samples)} molecules")
     print(
         f"mean NMAE {100 * statistics.mean(scores):.3f} %, median {100 * statistics.median(scores):.3f} %, "
         f"max {100 * max(scores):.3f} %; mean dipole error {statistics.mean(dipoles):.3f} D; "
         f"predict + grid evaluation {statistics.mean(seconds):.2f} s per molecule (torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads)"
     )
+    if args.by_element:
+        print("per element (molecules holding it): count, mean NMAE, mean dipole error")
+        for z in sorted({int(z) for s in scored for z in s.atoms.numbers}):
+            rows = [i for i, s in enumerate(scored) if z in s.atoms.numbers]
+            print(f"  {chemical_symbols[z]:>2}  {len(rows):4d}  {100 * np.mean([scores[i] for i in rows]):7.3f} %  "
+                  f"{np.mean([dipoles[i] for i in rows]):6.3f} D")
     if shares:
         mean = np.mean(shares, axis=0)
         print("NMAE by distance to the nearest nucleus (A), mean share in points: "
