@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO   := demo-out
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean heteroatoms
 
 install: $(STAMP)
 
@@ -22,6 +22,17 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Training molecules with B, Si, P, S, Cl and Br (README, "Training on your data"): structures from
+# QM9 SMILES by RDKit, then PySCF labels at the shared data's settings; reruns skip what exists.
+HETERO ?= data/heteroatoms
+LABEL  := OMP_NUM_THREADS=1 $(VENV)/bin/electra-label --conv-tol 1e-8 --grid-level 1
+
+heteroatoms: $(STAMP)
+	$(PY) -m pip install -q rdkit qm9pack
+	$(PY) benchmarks/heteroatom_structures.py -o $(HETERO)/structures --count 600
+	$(LABEL) $(HETERO)/structures/val/*.xyz -o $(HETERO)/records/val
+	$(LABEL) $(HETERO)/structures/train/*.xyz -o $(HETERO)/records/train
 
 clean:
 	rm -rf $(DEMO) build *.egg-info
