@@ -14,6 +14,7 @@ __all__ = [
     "FileFormatError",
     "GridTooLargeError",
     "UnknownElementError",
+    "SCFNotConvergedError",
 ]
 
 
@@ -35,3 +36,7 @@ class GridTooLargeError(ElectraError, MemoryError):
 
 class UnknownElementError(InvalidInputError):
     """A structure holds an element the model does not know."""
+
+
+class SCFNotConvergedError(ElectraError, RuntimeError):
+    """A reference calculation's Kohn-Sham iterations did not converge."""

@@ -35,7 +35,7 @@ def main(structures, out_dir, xc, basis, charge, conv_tol, grid_level, index, ov
     """
     from tqdm import tqdm
 
-    from ase_electra.label import label_files
+    from ase_electra.reference import label_files
 
     def progress(jobs):
         return tqdm(jobs, desc="SCF", unit="frame", file=sys.stderr, dynamic_ncols=True)

@@ -11,11 +11,18 @@ from click.testing import CliRunner
 
 pytest.importorskip("pyscf")
 
-from ase_electra import label as label_module  # noqa: E402
 from ase_electra.cli.label import main  # noqa: E402
 from ase_electra.errors import InvalidInputError  # noqa: E402
-from ase_electra.label import SCFNotConvergedError, check_structure, label_structure  # noqa: E402
-from ase_electra.reference import BOHR, ReferenceRecord, load_record, save_record  # noqa: E402
+from ase_electra.reference import (  # noqa: E402
+    BOHR,
+    ReferenceRecord,
+    SCFNotConvergedError,
+    check_structure,
+    label_structure,
+    load_record,
+    save_record,
+)
+from ase_electra.reference import label as label_module  # noqa: E402
 
 FAST = ["--basis", "sto-3g"]
 

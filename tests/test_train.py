@@ -337,8 +337,7 @@ def test_cli_errors_are_one_line(records, tmp_path, case):
 
 def test_cli_init_grows_the_elements_of_the_data(records, tmp_path):
     pytest.importorskip("pyscf")
-    from ase_electra.label import label_structure
-    from ase_electra.reference import save_record
+    from ase_electra.reference import label_structure, save_record
 
     tiny = tmp_path / "tiny.json"
     tiny.write_text(json.dumps(TINY))

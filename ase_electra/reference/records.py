@@ -1,4 +1,4 @@
-"""Reference densities: PySCF Kohn-Sham records and their exact electron density.
+"""Reference records: the file format of reference densities, and reading and writing it.
 
 A :class:`ReferenceRecord` is one closed-shell molecule and its occupied molecular
 orbitals (MOs) in a Gaussian basis, the ``qm9-pbe-def2svp`` format: one ``.npz`` per
@@ -13,74 +13,40 @@ energy         total energy, Hartree
 source, name   where the structure came from; the record's name (file stem)
 scf_seconds    optional: wall-clock seconds of the SCF
 scf_cycles     optional: number of SCF iterations
+grid_level     optional: PySCF DFT grid level of the SCF (absent: 3)
+conv_tol       optional: SCF convergence threshold, Hartree (absent: 1e-9)
 =============  ============================================================
 
 The density is exact at any point::
 
     rho(r) = 2 sum_k (sum_mu C[mu, k] phi_mu(r))^2        (electrons / bohr^3)
 
-with ``phi`` PySCF's spherical AOs (``mol.eval_gto('GTOval_sph', r_bohr)``). Units change
-only here: points come in Angstrom and go to PySCF in bohr; densities come back in
-e/Angstrom^3 (1 bohr = 0.529177210903 Angstrom).
+with ``phi`` PySCF's spherical AOs, evaluated by :mod:`ase_electra.reference._orbitals`
+(points in Angstrom, densities in e/Angstrom^3; 1 bohr = 0.529177210903 Angstrom).
 
-Two evaluation paths give the same numbers (they agree to ~1e-14 of the peak):
-
-* :meth:`ReferenceRecord.density_at`, and grids with skewed cells, call PySCF's
-  ``eval_gto`` with its AO screening mask, in chunks of bounded memory, and multiply only
-  by the coefficients of AOs that are non-zero somewhere in the chunk.
-* :meth:`ReferenceRecord.density_on` for a grid whose cell is diagonal (every box grid
-  from :meth:`Grid.for_molecule`) uses that a Cartesian Gaussian factorises along x, y
-  and z: on a block of 32^3 points each Cartesian AO is one small matrix product of 1-D
-  factors. Shells whose bound ``sum_p |c_p| r^l exp(-a_p r^2)`` is below 1e-15 over the
-  whole block are skipped; the MOs use Cartesian coefficients ``T C`` (``T`` is PySCF's
-  Cartesian-to-spherical map). About twice as fast as the ``eval_gto`` path.
-
-Legend: N atoms, P points, n spherical AOs, m Cartesian AOs, K occupied orbitals,
-p primitives of a shell.
+Legend: N atoms, P points, n spherical AOs, K occupied orbitals.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from ase import Atoms
 
-from .errors import FileFormatError, InvalidInputError
-from .grid import Grid
-from .io._atomic import atomic_path
-from .io._files import require_file
+from ..errors import FileFormatError, InvalidInputError
+from ..grid import Grid
+from ..io._atomic import atomic_path
+from ..io._files import require_file
+from ._orbitals import BOHR, CHUNK_BYTES, chunk_points, density_chunks, density_factorised
 
-__all__ = [
-    "BOHR",
-    "SPLITS",
-    "ReferenceRecord",
-    "load_record",
-    "save_record",
-    "list_records",
-    "qm9_index",
-    "split_of",
-]
-
-#: Angstrom per bohr (CODATA 2018, as ASE and PySCF use).
-BOHR = 0.529177210903
-
-#: QM9 splits by the last digit of the index: 0-7 train, 8 validation, 9 test.
-SPLITS = ("train", "validation", "test")
-
-#: Memory bound of one evaluation chunk (AO values and MO values), bytes.
-CHUNK_BYTES = 200 * 1024**2
+__all__ = ["BOHR", "ReferenceRecord", "load_record", "save_record"]
 
 _REQUIRED = ("numbers", "positions", "basis", "xc", "mo_coeff_occ", "energy", "source", "name")
 _OPTIONAL = ("scf_seconds", "scf_cycles", "grid_level", "conv_tol")
-_AO_CUTOFF = 1e-15  # AO values below this (bohr^-3/2) count as zero; PySCF's default
-_BLOCK = 32  # edge of the blocks of the factorised grid path, points
-_LIBCINT_SP = {0: 0.282094791773878143, 1: 0.488602511902919921}  # libcint's s and p factors
-_QM9_NAME = re.compile(r"(?:qm9|gdb)_(\d+)")
 
 
 def _readonly(a: np.ndarray, dtype: type) -> np.ndarray:
@@ -219,9 +185,9 @@ class ReferenceRecord:
         if points.ndim != 2 or points.shape[1] != 3 or not np.isfinite(points).all():
             raise InvalidInputError(f"points: expected finite values of shape (P, 3), got {points.shape}")
         mol = self.mole()
-        size = _chunk_points(chunk_bytes, 2 * mol.nao + self.mo_coeff_occ.shape[1])
+        size = chunk_points(chunk_bytes, 2 * mol.nao + self.mo_coeff_occ.shape[1])
         chunks = ((slice(s, s + size), points[s:s + size]) for s in range(0, len(points), size))
-        return _density_chunks(mol, self.mo_coeff_occ.astype(np.float64), chunks, len(points), size)
+        return density_chunks(mol, self.mo_coeff_occ.astype(np.float64), chunks, len(points), size)
 
     def density_on(self, grid: Grid, *, chunk_bytes: int = CHUNK_BYTES) -> np.ndarray:
         """Exact density at every point of ``grid``.
@@ -235,118 +201,10 @@ class ReferenceRecord:
         mol, coeff = self.mole(), self.mo_coeff_occ.astype(np.float64)  # coeff (n, K)
         off_diagonal = grid.cell - np.diag(np.diag(grid.cell))
         if np.abs(off_diagonal).max() <= 1e-12 * np.abs(grid.cell).max():
-            return _density_factorised(mol, coeff, grid, chunk_bytes)
-        size = _chunk_points(chunk_bytes, 2 * mol.nao + coeff.shape[1])
-        return _density_chunks(mol, coeff, grid.chunks(size), grid.n_points, size).reshape(grid.shape)
+            return density_factorised(mol, coeff, grid, chunk_bytes)
+        size = chunk_points(chunk_bytes, 2 * mol.nao + coeff.shape[1])
+        return density_chunks(mol, coeff, grid.chunks(size), grid.n_points, size).reshape(grid.shape)
 
-
-def _chunk_points(chunk_bytes: int, floats_per_point: int) -> int:
-    """Points per chunk so that ``floats_per_point`` float64 each fit in ``chunk_bytes``."""
-    return max(1, int(chunk_bytes) // (8 * (floats_per_point + 2)))
-
-
-def _density_chunks(mol, coeff: np.ndarray, chunks, n_points: int, size: int) -> np.ndarray:
-    """Density (P,) e/Angstrom^3 from ``(flat slice, points (<= size, 3) Angstrom)`` chunks."""
-    buffer = np.empty(mol.nao * min(size, n_points))  # AO values of one chunk, reused
-    rho = np.empty(n_points)
-    for flat, points in chunks:
-        rho[flat] = _rho_eval_gto(mol, coeff, points / BOHR, buffer)
-    return rho / BOHR**3
-
-
-def _rho_eval_gto(mol, coeff: np.ndarray, coords: np.ndarray, buffer: np.ndarray) -> np.ndarray:
-    """rho (P,) e/bohr^3 at ``coords`` (P, 3) bohr through PySCF's screened ``eval_gto``."""
-    from pyscf.dft.gen_grid import make_mask
-
-    mask = make_mask(mol, coords, cutoff=_AO_CUTOFF)  # (P / 56 blocks, shells), 0: shell negligible
-    ao = mol.eval_gto("GTOval_sph", coords, non0tab=mask, out=buffer)  # (P, n), zero where masked
-    shells = np.flatnonzero(mask.any(axis=0))
-    if len(shells) < mol.nbas:
-        ao_loc = mol.ao_loc_nr()
-        cols = np.concatenate([np.arange(ao_loc[s], ao_loc[s + 1]) for s in shells]) if len(shells) else []
-        mo = ao[:, cols] @ coeff[cols]  # (P, K)
-    else:
-        mo = ao @ coeff
-    return 2.0 * np.einsum("pk,pk->p", mo, mo)
-
-
-@dataclass(frozen=True)
-class _Shell:
-    """One contraction of a PySCF shell in Cartesian form (coefficients include libcint's factors)."""
-
-    centre: np.ndarray  # (3,) bohr
-    powers: list[tuple[int, int, int]]  # Cartesian exponents in PySCF order, length m_l
-    exponents: np.ndarray  # (p,) bohr^-2
-    coefficients: np.ndarray  # (p,)
-    first: int  # index of its first Cartesian AO
-    reach: float  # bohr; beyond it every Cartesian component is below _AO_CUTOFF
-
-
-def _cartesian_shells(mol) -> list[_Shell]:
-    from pyscf import gto
-
-    shells, first = [], 0
-    radii = np.linspace(0.0, 60.0, 3001)  # bohr
-    for s in range(mol.nbas):
-        l, alpha = mol.bas_angular(s), mol.bas_exp(s)
-        coefficients = mol.bas_ctr_coeff(s) * gto.gto_norm(l, alpha)[:, None] * _LIBCINT_SP.get(l, 1.0)  # (p, c)
-        powers = [(a, b, l - a - b) for a in range(l, -1, -1) for b in range(l - a, -1, -1)]
-        for c in coefficients.T:
-            bound = np.abs(c) @ np.exp(-np.outer(alpha, radii**2)) * radii**l  # >= |AO| at distance r
-            above = np.flatnonzero(bound >= _AO_CUTOFF)
-            last = above[-1] if len(above) else -1
-            reach = math.inf if last == len(radii) - 1 else float(radii[last + 1])
-            shells.append(_Shell(mol.bas_coord(s), powers, alpha, c, first, reach))
-            first += len(powers)
-    return shells
-
-
-def _density_factorised(mol, coeff: np.ndarray, grid: Grid, chunk_bytes: int) -> np.ndarray:
-    """Density (grid.shape) e/Angstrom^3 on a grid with a diagonal cell, block by block."""
-    shells = _cartesian_shells(mol)
-    coeff_cart = mol.cart2sph_coeff() @ coeff  # (m, K): MOs in Cartesian AOs
-    m, n_occ = coeff_cart.shape
-    edge = max(1, min(_BLOCK, int(_chunk_points(chunk_bytes, m + n_occ) ** (1 / 3) + 1e-9)))  # points per axis
-    axes = [(grid.origin[a] + np.arange(n) / n * grid.cell[a, a]) / BOHR for a, n in enumerate(grid.shape)]
-    ao_buffer, mo_buffer = np.empty(m * edge**3), np.empty(n_occ * edge**3)  # reused by every block
-    centres = np.array([s.centre for s in shells])  # (shells, 3) bohr
-    reach = np.array([s.reach for s in shells])
-    rho = np.empty(grid.shape)
-    for i in range(0, grid.shape[0], edge):
-        for j in range(0, grid.shape[1], edge):
-            for k in range(0, grid.shape[2], edge):
-                x, y, z = axes[0][i:i + edge], axes[1][j:j + edge], axes[2][k:k + edge]
-                n = len(x) * len(y) * len(z)
-                corners = np.array([[x[0], y[0], z[0]], [x[-1], y[-1], z[-1]]])
-                nearest = np.clip(centres, corners.min(0), corners.max(0))  # (shells, 3)
-                near = np.linalg.norm(nearest - centres, axis=1) < reach
-                ao = ao_buffer[: m * n].reshape(m, n)
-                rows = _cartesian_block(x, y, z, [s for s, keep in zip(shells, near) if keep], ao)
-                psi = np.matmul(coeff_cart[rows].T, ao[: len(rows)], out=mo_buffer[: n_occ * n].reshape(n_occ, n))
-                block = 2.0 * np.einsum("kp,kp->p", psi, psi)  # (P,)
-                rho[i:i + edge, j:j + edge, k:k + edge] = block.reshape(len(x), len(y), len(z))
-    return rho / BOHR**3
-
-
-def _cartesian_block(x: np.ndarray, y: np.ndarray, z: np.ndarray, shells: list[_Shell], out: np.ndarray) -> np.ndarray:
-    """Cartesian AOs of ``shells`` on the product grid x * y * z (bohr) into ``out`` rows.
-
-    AO (a, b, c) = sum_p c_p [dx^a e^(-a_p dx^2)] [dy^b e^(-a_p dy^2)] [dz^c e^(-a_p dz^2)]:
-    one (X*Y, p) @ (p, Z) product per AO. Returns the AO index of each row written.
-    """
-    n_xy, n_z = len(x) * len(y), len(z)
-    rows, row = [], 0
-    for shell in shells:
-        dx, dy, dz = x - shell.centre[0], y - shell.centre[1], z - shell.centre[2]
-        ex = shell.coefficients[:, None] * np.exp(-np.outer(shell.exponents, dx * dx))  # (p, X)
-        ey = np.exp(-np.outer(shell.exponents, dy * dy))  # (p, Y)
-        ez = np.exp(-np.outer(shell.exponents, dz * dz))  # (p, Z)
-        for a, b, c in shell.powers:
-            exy = (ex * dx**a)[:, :, None] * (ey * dy**b)[:, None, :]  # (p, X, Y)
-            np.matmul(exy.reshape(len(ex), n_xy).T, ez * dz**c, out=out[row].reshape(n_xy, n_z))
-            row += 1
-        rows.extend(range(shell.first, shell.first + len(shell.powers)))
-    return np.array(rows, dtype=np.intp)
 
 
 # ---------------------------------------------------------------------------- files
@@ -416,47 +274,3 @@ def save_record(path: str | os.PathLike, record: ReferenceRecord) -> Path:
     with atomic_path(path) as tmp, open(tmp, "wb") as stream:
         np.savez_compressed(stream, **arrays)
     return path
-
-
-# ---------------------------------------------------------------------------- QM9 names
-def qm9_index(name_or_path: str | os.PathLike) -> int:
-    """The QM9 index in a record name or path: ``qm9_005128`` or ``.../qm9_005128.npz`` -> 5128.
-
-    ``gdb_5128`` (QM9's own naming) is accepted too. Raises InvalidInputError otherwise.
-
-    >>> qm9_index("qm9_005128.npz")
-    5128
-    """
-    stem = Path(name_or_path).name.removesuffix(".npz")
-    match = _QM9_NAME.fullmatch(stem)
-    if match is None:
-        raise InvalidInputError(f"{name_or_path}: not a QM9 record name (expected qm9_<index>, e.g. qm9_005128)")
-    return int(match.group(1))
-
-
-def split_of(index: int) -> str:
-    """``'train'`` (last digit 0-7), ``'validation'`` (8) or ``'test'`` (9) for a QM9 index.
-
-    >>> split_of(5128), split_of(18), split_of(129)
-    ('validation', 'validation', 'test')
-    """
-    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
-        raise InvalidInputError(f"QM9 index: expected an integer >= 0, got {index!r}")
-    digit = int(index) % 10
-    return "test" if digit == 9 else "validation" if digit == 8 else "train"
-
-
-def list_records(folder: str | os.PathLike, split: str | None = None) -> list[Path]:
-    """Record files (``*.npz``) in ``folder``, sorted by name; whatever files are present.
-
-    With ``split``, only QM9-named records (:func:`qm9_index`) of that split.
-    """
-    folder = Path(folder)
-    if split is not None and split not in SPLITS:
-        raise InvalidInputError(f"split: expected one of {SPLITS}, got {split!r}")
-    if not folder.is_dir():
-        raise FileFormatError(f"{folder}: no such folder")
-    paths = sorted(p for p in folder.glob("*.npz") if p.is_file() and not p.name.startswith("."))
-    if split is None:
-        return paths
-    return [p for p in paths if _QM9_NAME.fullmatch(p.stem) and split_of(qm9_index(p)) == split]

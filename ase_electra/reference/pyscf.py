@@ -1,4 +1,4 @@
-"""Labelling: reference densities for structures, from PySCF restricted Kohn-Sham.
+"""Molecules labelled with PySCF restricted Kohn-Sham.
 
 :func:`label_structure` runs an all-electron, closed-shell Kohn-Sham calculation on one
 molecule and returns a :class:`~ase_electra.reference.ReferenceRecord`, the format of the
@@ -6,44 +6,31 @@ shared ``qm9-pbe-def2svp`` data. The defaults are that data set's settings: PBE,
 def2-SVP (spherical), density fitting (auxiliary basis chosen by PySCF), ``conv_tol``
 1e-9 Hartree. The record keeps the doubly occupied orbitals only, so structures with an
 odd number of electrons are refused, and so are periodic structures (the calculation is
-molecular) and basis sets that put an effective core potential on an element.
-
-:func:`label_files` is the library behind ``electra-label``: every selected frame of
-ASE-readable files becomes one record file, ``<stem>.npz`` for a file holding a single
-frame and ``<stem>_<frame>.npz`` otherwise (frame counted in the file from 0, whatever
-``index`` selects, so runs over different selections never clash). All frames are read
-and checked before the first calculation; each record is written atomically when ready,
-and outputs that exist are skipped unless ``overwrite``.
+molecular; :mod:`ase_electra.reference.gpaw` labels those) and basis sets that put an
+effective core potential on an element.
 """
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
-from collections.abc import Callable, Iterable
-from pathlib import Path
+from collections.abc import Iterable
 
 import numpy as np
 from ase import Atoms
 
-from .errors import ElectraError, InvalidInputError
-from .reference import ReferenceRecord, save_record
-from .structures import FrameJob, plan_frames
+from ..errors import InvalidInputError, SCFNotConvergedError
+from .records import ReferenceRecord
 
-__all__ = ["SCFNotConvergedError", "check_structure", "label_structure", "plan_labels", "label_files"]
+__all__ = ["check_method", "check_molecule", "label_structure"]
 
 #: The settings of the shared ``qm9-pbe-def2svp`` data set (records added since 2026-12-01: grid
 #: level 1 and conv_tol 1e-8, half the cost for about 0.001 % NMAE).
 DEFAULT_XC, DEFAULT_BASIS, DEFAULT_CONV_TOL, DEFAULT_GRID_LEVEL = "pbe", "def2-svp", 1e-9, 3
 
 
-class SCFNotConvergedError(ElectraError, RuntimeError):
-    """The Kohn-Sham iterations did not reach ``conv_tol`` within ``max_cycle``."""
-
-
-def check_structure(atoms: Atoms, charge: int = 0) -> int:
-    """Number of electrons of ``atoms`` with total ``charge``; InvalidInputError if unlabellable.
+def check_molecule(atoms: Atoms, charge: int = 0) -> int:
+    """Number of electrons of the molecule ``atoms`` with total ``charge``; InvalidInputError if unlabellable.
 
     Refuses empty, periodic or non-finite structures and odd or non-positive electron counts.
     """
@@ -51,7 +38,7 @@ def check_structure(atoms: Atoms, charge: int = 0) -> int:
         raise InvalidInputError("empty structure")
     if atoms.pbc.any():
         raise InvalidInputError(
-            f"periodic structure (pbc={atoms.pbc.tolist()}); labelling is molecular: set pbc to False"
+            f"periodic structure (pbc={atoms.pbc.tolist()}); PySCF labelling is molecular: set pbc to False"
         )
     if not np.isfinite(atoms.positions).all():
         raise InvalidInputError("non-finite atomic positions")
@@ -64,7 +51,7 @@ def check_structure(atoms: Atoms, charge: int = 0) -> int:
     return electrons
 
 
-def _check_method(xc: str, basis: str, symbols: Iterable[str]) -> None:
+def check_method(xc: str, basis: str, symbols: Iterable[str]) -> None:
     """InvalidInputError for an unknown functional or basis, or a basis with an ECP."""
     from pyscf import dft, gto
     from pyscf.lib.exceptions import BasisNotFoundError
@@ -131,9 +118,9 @@ def label_structure(
     """
     from pyscf import dft, gto
 
-    check_structure(atoms, charge)
+    check_molecule(atoms, charge)
     xc, basis = xc.lower(), basis.lower()
-    _check_method(xc, basis, atoms.get_chemical_symbols())
+    check_method(xc, basis, atoms.get_chemical_symbols())
     atom = [(int(z), p.tolist()) for z, p in zip(atoms.numbers, atoms.positions)]
     mol = gto.M(atom=atom, basis=basis, unit="Angstrom", charge=int(charge), spin=0, cart=False, verbose=verbose)
     mf = dft.RKS(mol, xc=xc)
@@ -157,55 +144,3 @@ def label_structure(
         mo_coeff_occ=mf.mo_coeff[:, occupied], energy=float(mf.e_tot), source=source, name=name,
         scf_seconds=seconds, scf_cycles=int(mf.cycles), grid_level=grid_level, conv_tol=conv_tol,
     )
-
-
-def plan_labels(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, *, index: str = ":",
-                charge: int = 0) -> list[FrameJob]:
-    """Read and check every selected frame of ``paths`` and name its output in ``out_dir``.
-
-    Raises FileFormatError or InvalidInputError (naming the file and frame) for unreadable
-    files, unlabellable frames and two frames that would write the same output.
-    """
-    jobs = plan_frames(map(Path, paths), Path(out_dir), ".npz", index)
-    for job in jobs:
-        try:
-            check_structure(job.atoms, charge)
-        except InvalidInputError as err:
-            raise InvalidInputError(f"{job.where}: {err}") from err
-    return jobs
-
-
-def label_files(
-    paths: Iterable[str | os.PathLike],
-    out_dir: str | os.PathLike,
-    *,
-    index: str = ":",
-    overwrite: bool = False,
-    xc: str = DEFAULT_XC,
-    basis: str = DEFAULT_BASIS,
-    conv_tol: float = DEFAULT_CONV_TOL,
-    density_fit: bool = True,
-    charge: int = 0,
-    grid_level: int = DEFAULT_GRID_LEVEL,
-    progress: Callable[[list[FrameJob]], Iterable[FrameJob]] | None = None,
-) -> tuple[int, int]:
-    """Label every selected frame of ``paths`` into ``out_dir``; returns (written, skipped).
-
-    Frames, functional and basis are all checked before the first calculation; the
-    method settings are those of :func:`label_structure`. Records are named by their
-    output stem, with the input file's name as ``source``. ``progress`` wraps the list of
-    frames to compute (e.g. ``tqdm``). Stops at the first failure; records written before
-    it stay, complete.
-    """
-    jobs = plan_labels(paths, out_dir, index=index, charge=charge)
-    _check_method(xc.lower(), basis.lower(), {s for job in jobs for s in job.atoms.get_chemical_symbols()})
-    todo = [job for job in jobs if overwrite or not job.output.exists()]
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    for job in progress(todo) if progress else todo:
-        try:
-            record = label_structure(job.atoms, xc, basis, conv_tol, density_fit, charge, grid_level=grid_level,
-                                     name=job.output.stem, source=job.source.name)
-        except ElectraError as err:
-            raise type(err)(f"{job.where}: {err}") from err
-        save_record(job.output, record)
-    return len(todo), len(jobs) - len(todo)

@@ -1,0 +1,33 @@
+"""Reference densities: records, and the codes that label structures with them.
+
+* :mod:`~ase_electra.reference.records`: the record file format and :func:`load_record` /
+  :func:`save_record`. :class:`ReferenceRecord` holds a molecule's Kohn-Sham orbitals
+  (exact density anywhere).
+* :mod:`~ase_electra.reference.pyscf`: molecules labelled with PySCF (:func:`label_structure`).
+* :mod:`~ase_electra.reference.label`: batches of structure files, behind ``electra-label``.
+* :mod:`~ase_electra.reference.qm9`: names and splits of the shared QM9 records.
+
+PySCF is imported only when a calculation or an evaluation needs it.
+"""
+
+from ..errors import SCFNotConvergedError
+from .label import check_structure, label_files, plan_labels
+from .pyscf import label_structure
+from .qm9 import SPLITS, list_records, qm9_index, split_of
+from .records import BOHR, ReferenceRecord, load_record, save_record
+
+__all__ = [
+    "BOHR",
+    "SPLITS",
+    "ReferenceRecord",
+    "SCFNotConvergedError",
+    "check_structure",
+    "label_files",
+    "label_structure",
+    "list_records",
+    "load_record",
+    "plan_labels",
+    "qm9_index",
+    "save_record",
+    "split_of",
+]
