@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO   := demo-out
 
-.PHONY: demo test install clean heteroatoms
+.PHONY: demo test install clean heteroatoms gpaw
 
 install: $(STAMP)
 
@@ -22,6 +22,22 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# GPAW, for labelling crystals (README, "Labelling crystals"); `make test` runs its tests when it is
+# installed and skips them otherwise. Debian's libxc, FFTW, OpenBLAS and LAPACK (apt-get: root, else sudo),
+# then GPAW 26.7 built from PyPI against them, serial, with install/gpaw_siteconfig.py (GPAW_CONFIG), and
+# its PAW datasets (gpaw-data).
+GPAW_STAMP := $(VENV)/.gpaw
+SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+gpaw: $(GPAW_STAMP)
+
+$(GPAW_STAMP): $(STAMP) install/gpaw_siteconfig.py
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq libxc-dev libfftw3-dev libopenblas-dev liblapack-dev
+	GPAW_CONFIG=$(CURDIR)/install/gpaw_siteconfig.py $(PY) -m pip install -q -e '.[gpaw]'
+	$(PY) -c "import gpaw, gpaw.cgpaw; print('GPAW', gpaw.__version__)"
+	touch $@
 
 # Training molecules with B, Si, P, S, Cl and Br (README, "Training on your data"): structures from
 # QM9 SMILES by RDKit, then PySCF labels at the shared data's settings; reruns skip what exists.

@@ -15,6 +15,7 @@ __all__ = [
     "GridTooLargeError",
     "UnknownElementError",
     "SCFNotConvergedError",
+    "MissingDependencyError",
 ]
 
 
@@ -40,3 +41,7 @@ class UnknownElementError(InvalidInputError):
 
 class SCFNotConvergedError(ElectraError, RuntimeError):
     """A reference calculation's Kohn-Sham iterations did not converge."""
+
+
+class MissingDependencyError(ElectraError, ImportError):
+    """An optional package that the requested work needs is not installed; says how to install it."""

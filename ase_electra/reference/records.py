@@ -1,5 +1,11 @@
 """Reference records: the file format of reference densities, and reading and writing it.
 
+A record is one ``.npz`` file (no pickles) of one of two kinds, told apart by their keys:
+:class:`ReferenceRecord` (a molecule's orbitals: ``mo_coeff_occ``) and :class:`PeriodicRecord`
+(a crystal's density samples: ``density``). :func:`load_record` reads either kind.
+
+Molecules
+---------
 A :class:`ReferenceRecord` is one closed-shell molecule and its occupied molecular
 orbitals (MOs) in a Gaussian basis, the ``qm9-pbe-def2svp`` format: one ``.npz`` per
 molecule with the keys
@@ -24,6 +30,46 @@ The density is exact at any point::
 with ``phi`` PySCF's spherical AOs, evaluated by :mod:`ase_electra.reference._orbitals`
 (points in Angstrom, densities in e/Angstrom^3; 1 bohr = 0.529177210903 Angstrom).
 
+Crystals
+--------
+A :class:`PeriodicRecord` is one structure periodic along a, b and c and its all-electron
+density (GPAW, :mod:`ase_electra.reference.gpaw`) sampled at the points of
+``Grid.for_cell(cell, spacing)``, with the keys
+
+==============  ===========================================================
+numbers         atomic numbers, int16, shape (N,)
+positions       Angstrom, float64, shape (N, 3)
+cell, pbc       Angstrom, float64, shape (3, 3), rows a, b, c; bool (3,), all True
+density         e/Angstrom^3, float32, shape (nx, ny, nz): the density's value at
+                point (i, j, k) = (i/nx) a + (j/ny) b + (k/nz) c (the CHGCAR layout)
+missing_charge  electrons, float64, shape (N,): what each atom's cusp holds beyond
+                the point samples (see below)
+spacing         Angstrom: the largest spacing asked of the grid (``Grid.for_cell``)
+xc, code        'pbe'; the code and its version, e.g. 'gpaw 26.7.0'
+ecut            plane-wave cutoff, eV
+kpts            int, shape (3,): Gamma-centred Monkhorst-Pack k-point grid
+smearing        Fermi-Dirac width, eV
+spin_polarized  bool: spin-polarised SCF (the density stored is the total)
+charge          total charge, elementary charges
+energy          GPAW's energy, Hartree, relative to its free reference atoms
+source, name    where the structure came from; the record's name (file stem)
+scf_seconds     optional: wall-clock seconds of the SCF
+scf_cycles      optional: number of SCF iterations
+==============  ===========================================================
+
+``density`` holds point samples: no value is adjusted. A grid cannot integrate the
+cusp of an all-electron density, so ``density.sum() * voxel_volume`` is not the
+electron count (Si at 0.1 A: 30.2 e for 28 with a nucleus 0.02 A from a grid point,
+28.3 with none close); ``missing_charge`` is the difference per atom, so that
+
+    density.sum() * voxel_volume + missing_charge.sum() = electrons
+
+GPAW's own ``get_all_electron_density`` adds ``missing_charge[a] / voxel_volume`` to the
+grid point nearest nucleus ``a``, which is then no sample of the density. A nucleus on or
+next to a grid point makes any grid-point NMAE mostly that one cusp value: keep nuclei off
+grid points (translate the structure by a random fraction of a voxel) in training and
+validation sets.
+
 Legend: N atoms, P points, n spherical AOs, K occupied orbitals.
 """
 
@@ -31,7 +77,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,16 +89,48 @@ from ..io._atomic import atomic_path
 from ..io._files import require_file
 from ._orbitals import BOHR, CHUNK_BYTES, chunk_points, density_chunks, density_factorised
 
-__all__ = ["BOHR", "ReferenceRecord", "load_record", "save_record"]
+__all__ = ["BOHR", "PeriodicRecord", "ReferenceRecord", "load_record", "save_record"]
 
 _REQUIRED = ("numbers", "positions", "basis", "xc", "mo_coeff_occ", "energy", "source", "name")
 _OPTIONAL = ("scf_seconds", "scf_cycles", "grid_level", "conv_tol")
+_PERIODIC_REQUIRED = ("numbers", "positions", "cell", "pbc", "density", "missing_charge", "spacing", "xc", "code",
+                      "ecut", "kpts", "smearing", "spin_polarized", "charge", "energy", "source", "name")
+_PERIODIC_OPTIONAL = ("scf_seconds", "scf_cycles")
+_ARRAYS = ("numbers", "positions", "mo_coeff_occ", "cell", "pbc", "density", "missing_charge", "kpts")
 
 
 def _readonly(a: np.ndarray, dtype: type) -> np.ndarray:
     a = np.array(a, dtype=dtype)
     a.setflags(write=False)
     return a
+
+
+def _check_atoms(numbers: np.ndarray, positions: np.ndarray) -> None:
+    if numbers.ndim != 1 or len(numbers) == 0 or numbers.dtype.kind not in "iu":
+        raise InvalidInputError(f"numbers: expected integers of shape (N,), got {numbers.dtype} {numbers.shape}")
+    if numbers.min() < 1 or numbers.max() > 118:
+        raise InvalidInputError(f"numbers: expected 1..118, got {numbers.min()}..{numbers.max()}")
+    if positions.shape != (len(numbers), 3) or not np.isfinite(positions).all():
+        raise InvalidInputError(f"positions: expected finite values of shape ({len(numbers)}, 3), got {positions.shape}")
+
+
+def _check_run(record, strings: tuple[str, ...]) -> None:
+    """Strings non-empty (``source`` may be empty), energy finite, SCF seconds and cycles >= 0."""
+    for key in strings:
+        value = getattr(record, key)
+        if not isinstance(value, str) or (not value and key != "source"):
+            raise InvalidInputError(f"{key}: expected a non-empty string, got {value!r}")
+    if not math.isfinite(record.energy):
+        raise InvalidInputError(f"energy: expected a finite value, got {record.energy}")
+    if record.scf_seconds is not None and not (record.scf_seconds >= 0 and math.isfinite(record.scf_seconds)):
+        raise InvalidInputError(f"scf_seconds: expected a finite value >= 0, got {record.scf_seconds}")
+    if record.scf_cycles is not None and not (int(record.scf_cycles) == record.scf_cycles >= 0):
+        raise InvalidInputError(f"scf_cycles: expected an integer >= 0, got {record.scf_cycles}")
+    object.__setattr__(record, "energy", float(record.energy))
+    if record.scf_seconds is not None:
+        object.__setattr__(record, "scf_seconds", float(record.scf_seconds))
+    if record.scf_cycles is not None:
+        object.__setattr__(record, "scf_cycles", int(record.scf_cycles))
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,34 +172,13 @@ class ReferenceRecord:
     def __post_init__(self) -> None:
         numbers, positions = np.asarray(self.numbers), np.asarray(self.positions)
         coeff = np.asarray(self.mo_coeff_occ)
-        if numbers.ndim != 1 or len(numbers) == 0 or numbers.dtype.kind not in "iu":
-            raise InvalidInputError(f"numbers: expected integers of shape (N,), got {numbers.dtype} {numbers.shape}")
-        if numbers.min() < 1 or numbers.max() > 118:
-            raise InvalidInputError(f"numbers: expected 1..118, got {numbers.min()}..{numbers.max()}")
-        if positions.shape != (len(numbers), 3) or not np.isfinite(positions).all():
-            raise InvalidInputError(
-                f"positions: expected finite values of shape ({len(numbers)}, 3), got {positions.shape}"
-            )
+        _check_atoms(numbers, positions)
         if coeff.ndim != 2 or min(coeff.shape) < 1 or not np.isfinite(coeff).all():
             raise InvalidInputError(f"mo_coeff_occ: expected finite values of shape (n, K), got {coeff.shape}")
-        for key in ("basis", "xc", "name", "source"):
-            value = getattr(self, key)
-            if not isinstance(value, str) or (not value and key != "source"):
-                raise InvalidInputError(f"{key}: expected a non-empty string, got {value!r}")
-        if not math.isfinite(self.energy):
-            raise InvalidInputError(f"energy: expected a finite value, got {self.energy}")
-        if self.scf_seconds is not None and not (self.scf_seconds >= 0 and math.isfinite(self.scf_seconds)):
-            raise InvalidInputError(f"scf_seconds: expected a finite value >= 0, got {self.scf_seconds}")
-        if self.scf_cycles is not None and not (int(self.scf_cycles) == self.scf_cycles >= 0):
-            raise InvalidInputError(f"scf_cycles: expected an integer >= 0, got {self.scf_cycles}")
+        _check_run(self, ("basis", "xc", "name", "source"))
         object.__setattr__(self, "numbers", _readonly(numbers, np.int16))
         object.__setattr__(self, "positions", _readonly(positions, np.float64))
         object.__setattr__(self, "mo_coeff_occ", _readonly(coeff, np.float32))
-        object.__setattr__(self, "energy", float(self.energy))
-        if self.scf_seconds is not None:
-            object.__setattr__(self, "scf_seconds", float(self.scf_seconds))
-        if self.scf_cycles is not None:
-            object.__setattr__(self, "scf_cycles", int(self.scf_cycles))
 
     @property
     def atoms(self) -> Atoms:
@@ -206,10 +263,124 @@ class ReferenceRecord:
         return density_chunks(mol, coeff, grid.chunks(size), grid.n_points, size).reshape(grid.shape)
 
 
+@dataclass(frozen=True, eq=False)
+class PeriodicRecord:
+    """A crystal and its all-electron density sampled at the points of its cell grid.
+
+    Parameters
+    ----------
+    numbers : array of int, shape (N,)
+    positions : array, shape (N, 3), Angstrom
+    cell : array, shape (3, 3), Angstrom
+        Lattice vectors as rows; the structure is periodic along all three.
+    density : array, shape (nx, ny, nz), e/Angstrom^3
+        Point samples on ``Grid.for_cell(cell, spacing)``; kept as float32 as in the file.
+    missing_charge : array, shape (N,), electrons
+        Per atom, the charge of its cusp beyond the point samples (module docstring).
+    spacing : float, Angstrom
+        The largest grid spacing asked for; with ``cell`` it fixes the grid's shape.
+    xc, code : str
+        Functional and the code with its version ('gpaw 26.7.0').
+    ecut : float, eV
+    kpts : array of int, shape (3,)
+    smearing : float, eV
+    spin_polarized : bool
+    charge : int, elementary charges
+    energy : float, Hartree (GPAW's, relative to its free reference atoms)
+    source, name : str
+    scf_seconds : float, optional
+    scf_cycles : int, optional
+    """
+
+    numbers: np.ndarray
+    positions: np.ndarray
+    cell: np.ndarray
+    density: np.ndarray
+    missing_charge: np.ndarray
+    spacing: float
+    xc: str
+    code: str
+    ecut: float
+    kpts: np.ndarray
+    smearing: float
+    spin_polarized: bool
+    charge: int
+    energy: float
+    source: str
+    name: str
+    scf_seconds: float | None = None
+    scf_cycles: int | None = None
+
+    def __post_init__(self) -> None:
+        numbers, positions = np.asarray(self.numbers), np.asarray(self.positions)
+        cell, density = np.asarray(self.cell, dtype=np.float64), np.asarray(self.density)
+        missing, kpts = np.asarray(self.missing_charge, dtype=np.float64), np.asarray(self.kpts)
+        _check_atoms(numbers, positions)
+        if cell.shape != (3, 3) or not np.isfinite(cell).all() or abs(np.linalg.det(cell)) < 1e-9:
+            raise InvalidInputError(f"cell: expected finite, non-singular (3, 3) rows, got {cell.tolist()}")
+        if not (self.spacing > 0 and math.isfinite(self.spacing)):
+            raise InvalidInputError(f"spacing: expected a finite value > 0, got {self.spacing}")
+        shape = Grid.for_cell(cell, self.spacing).shape
+        if density.shape != shape or not np.isfinite(density).all():
+            raise InvalidInputError(
+                f"density: expected finite values of shape {shape} (the cell at spacing {self.spacing:g} A), "
+                f"got {density.shape}"
+            )
+        if missing.shape != (len(numbers),) or not np.isfinite(missing).all():
+            raise InvalidInputError(f"missing_charge: expected finite values of shape ({len(numbers)},), got {missing.shape}")
+        if kpts.shape != (3,) or kpts.dtype.kind not in "iu" or kpts.min() < 1:
+            raise InvalidInputError(f"kpts: expected 3 integers >= 1, got {kpts.tolist()}")
+        for key in ("ecut", "smearing"):
+            if not (getattr(self, key) >= 0 and math.isfinite(getattr(self, key))):
+                raise InvalidInputError(f"{key}: expected a finite value >= 0, got {getattr(self, key)}")
+        if int(self.charge) != self.charge:
+            raise InvalidInputError(f"charge: expected an integer, got {self.charge}")
+        _check_run(self, ("xc", "code", "name", "source"))
+        for key, value in (("numbers", _readonly(numbers, np.int16)), ("positions", _readonly(positions, np.float64)),
+                           ("cell", _readonly(cell, np.float64)), ("density", _readonly(density, np.float32)),
+                           ("missing_charge", _readonly(missing, np.float64)), ("kpts", _readonly(kpts, np.int64)),
+                           ("spacing", float(self.spacing)), ("ecut", float(self.ecut)),
+                           ("smearing", float(self.smearing)), ("spin_polarized", bool(self.spin_polarized)),
+                           ("charge", int(self.charge))):
+            object.__setattr__(self, key, value)
+
+    @property
+    def atoms(self) -> Atoms:
+        """A new ``ase.Atoms`` (Angstrom, periodic in its cell) with ``info['name']`` and ``info['source']``."""
+        return Atoms(numbers=self.numbers.astype(int), positions=self.positions.copy(), cell=self.cell.copy(),
+                     pbc=True, info={"name": self.name, "source": self.source})
+
+    @property
+    def grid(self) -> Grid:
+        """The grid of :attr:`density`: the cell, origin zero, periodic."""
+        return Grid(self.cell, self.density.shape, np.zeros(3), (True, True, True))
+
+    @property
+    def n_electrons(self) -> int:
+        """Electrons: nuclear charge minus :attr:`charge`."""
+        return int(self.numbers.astype(np.int64).sum()) - self.charge
+
+    def density_on(self, grid: Grid) -> np.ndarray:
+        """The stored samples, float64 (nx, ny, nz) e/Angstrom^3, if ``grid`` has the same points.
+
+        Raises
+        ------
+        InvalidInputError
+            For any other grid (shape, cell or origin differing by more than 1e-3 A): the
+            samples are known at their own points only.
+        """
+        if not (grid.shape == self.density.shape and grid.same_as(replace(self.grid, pbc=grid.pbc), atol=1e-3)):
+            raise InvalidInputError(
+                f"record {self.name} holds density samples on its cell grid {self.grid.describe()} only "
+                f"(spacing {self.spacing:g} A), not on {grid.describe()}"
+            )
+        return self.density.astype(np.float64)
+
+
 
 # ---------------------------------------------------------------------------- files
-def load_record(path: str | os.PathLike) -> ReferenceRecord:
-    """Read a record file (``.npz`` of the format above; pickles are never loaded).
+def load_record(path: str | os.PathLike) -> ReferenceRecord | PeriodicRecord:
+    """Read a record file of either kind (``.npz`` of the format above; pickles are never loaded).
 
     Raises
     ------
@@ -226,51 +397,64 @@ def load_record(path: str | os.PathLike) -> ReferenceRecord:
         if not isinstance(data, np.lib.npyio.NpzFile):
             raise FileFormatError(f"{path}: not an .npz archive")
         with data:
-            missing = [key for key in _REQUIRED if key not in data.files]
+            periodic = "density" in data.files
+            required, optional = (_PERIODIC_REQUIRED, _PERIODIC_OPTIONAL) if periodic else (_REQUIRED, _OPTIONAL)
+            missing = [key for key in required if key not in data.files]
             if missing:
                 raise FileFormatError(f"{path}: not a reference record, missing keys {missing}")
-            values = {key: data[key] for key in _REQUIRED + _OPTIONAL if key in data.files}
+            values = {key: data[key] for key in required + optional if key in data.files}
     except FileFormatError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         raise FileFormatError(f"{path}: unreadable ({err.__class__.__name__}: {err})") from err
     try:
-        arrays = {key: values.pop(key) for key in ("numbers", "positions", "mo_coeff_occ")}
-        return ReferenceRecord(**arrays, **{key: _scalar(key, value) for key, value in values.items()})
+        if periodic and not (values["pbc"].shape == (3,) and values["pbc"].dtype == bool and values["pbc"].all()):
+            raise InvalidInputError(f"pbc: expected three True values, got {values['pbc'].tolist()}")
+        values.pop("pbc", None)
+        fields = {key: value if key in _ARRAYS else _scalar(key, value) for key, value in values.items()}
+        return PeriodicRecord(**fields) if periodic else ReferenceRecord(**fields)
     except InvalidInputError as err:
         raise FileFormatError(f"{path}: {err}") from err
 
 
-def _scalar(key: str, value: np.ndarray) -> str | float | int:
+def _scalar(key: str, value: np.ndarray) -> str | float | int | bool:
     """The Python value of a 0-d array of the kind ``key`` needs, else InvalidInputError."""
-    expected, kinds = {"energy": ("a number", "fiu"), "scf_seconds": ("a number", "fiu"),
-                       "scf_cycles": ("an integer", "iu"), "grid_level": ("an integer", "iu"),
-                       "conv_tol": ("a number", "fiu")}.get(key, ("a string", "U"))
+    number, integer = ("a number", "fiu"), ("an integer", "iu")
+    expected, kinds = {"energy": number, "scf_seconds": number, "scf_cycles": integer, "grid_level": integer,
+                       "conv_tol": number, "spacing": number, "ecut": number, "smearing": number,
+                       "charge": integer, "spin_polarized": ("a boolean", "b")}.get(key, ("a string", "U"))
     if value.shape != () or value.dtype.kind not in kinds:
         raise InvalidInputError(f"{key}: expected {expected}, got {value.dtype} array of shape {value.shape}")
     return value.item()
 
 
-def save_record(path: str | os.PathLike, record: ReferenceRecord) -> Path:
-    """Write ``record`` to ``path`` atomically, in the format of the shared data set.
+def save_record(path: str | os.PathLike, record: ReferenceRecord | PeriodicRecord) -> Path:
+    """Write ``record`` to ``path`` atomically, compressed, with the keys of its kind above.
 
-    The file is compressed like the ``qm9-pbe-def2svp`` files and holds exactly their keys
-    (``scf_seconds`` and ``scf_cycles`` only when set). Returns the path written.
+    Molecular records hold exactly the keys of the shared ``qm9-pbe-def2svp`` files
+    (optional ones only when set). Returns the path written.
     """
     path = Path(path)
-    arrays = {
-        "numbers": record.numbers, "positions": record.positions, "basis": np.str_(record.basis),
-        "xc": np.str_(record.xc), "mo_coeff_occ": record.mo_coeff_occ, "energy": np.float64(record.energy),
-        "source": np.str_(record.source), "name": np.str_(record.name),
-    }
+    if isinstance(record, PeriodicRecord):
+        arrays = {
+            "numbers": record.numbers, "positions": record.positions, "cell": record.cell,
+            "pbc": np.ones(3, dtype=bool), "density": record.density, "missing_charge": record.missing_charge,
+            "spacing": np.float64(record.spacing), "xc": np.str_(record.xc), "code": np.str_(record.code),
+            "ecut": np.float64(record.ecut), "kpts": record.kpts, "smearing": np.float64(record.smearing),
+            "spin_polarized": np.bool_(record.spin_polarized), "charge": np.int64(record.charge),
+        }
+    else:
+        arrays = {"numbers": record.numbers, "positions": record.positions, "basis": np.str_(record.basis),
+                  "xc": np.str_(record.xc), "mo_coeff_occ": record.mo_coeff_occ}
+        if record.grid_level is not None:
+            arrays["grid_level"] = np.int64(record.grid_level)
+        if record.conv_tol is not None:
+            arrays["conv_tol"] = np.float64(record.conv_tol)
+    arrays |= {"energy": np.float64(record.energy), "source": np.str_(record.source), "name": np.str_(record.name)}
     if record.scf_seconds is not None:
         arrays["scf_seconds"] = np.float64(record.scf_seconds)
     if record.scf_cycles is not None:
         arrays["scf_cycles"] = np.int64(record.scf_cycles)
-    if record.grid_level is not None:
-        arrays["grid_level"] = np.int64(record.grid_level)
-    if record.conv_tol is not None:
-        arrays["conv_tol"] = np.float64(record.conv_tol)
     with atomic_path(path) as tmp, open(tmp, "wb") as stream:
         np.savez_compressed(stream, **arrays)
     return path
