@@ -2,8 +2,9 @@
 
 A :class:`DensitySample` is one structure, the grid its density is compared on, and a
 way to compute the reference values there. :func:`find_samples` discovers samples in a
-folder: PySCF reference records (``*.npz``, evaluated on a box grid of the requested
-spacing) and density files (cube, CHGCAR; their own grid).
+folder: reference records (``*.npz``: PySCF records evaluated on a box grid of the
+requested spacing, periodic records on the cell grid of their samples) and density files
+(cube, CHGCAR; their own grid).
 
 Computing a record's density on a full grid costs seconds (PySCF), and parsing a cube
 file about as much, so :class:`GridCache` does it once per sample and grid and keeps the
@@ -32,7 +33,7 @@ from .errors import FileFormatError, InvalidInputError
 from .grid import Grid
 from .io import density_format, read_density
 from .io._atomic import atomic_path
-from .reference import load_record, qm9_index, split_of
+from .reference import PeriodicRecord, load_record, qm9_index, split_of
 
 __all__ = [
     "DensitySample",
@@ -89,7 +90,8 @@ def find_samples(folder: str | Path, spacing: float = 0.1, margin: float = 4.0) 
     folder : path
         Searched non-recursively; other files are ignored.
     spacing, margin : float, Angstrom
-        Box grid of reference records (:meth:`Grid.for_molecule`). Density files keep theirs.
+        Box grid of molecular reference records (:meth:`Grid.for_molecule`). Periodic
+        records and density files keep their grids.
 
     Raises
     ------
@@ -129,6 +131,8 @@ def _record_sample(path: Path, spacing: float, margin: float) -> DensitySample:
     record = load_record(path)
     atoms = record.atoms
     atoms.info["charge"] = record.charge  # sets the electron count of the model's graph
+    if isinstance(record, PeriodicRecord):  # density samples on its own cell grid; a crystal has no dipole
+        return DensitySample(path.stem, atoms, record.grid, path, None, partial(_record_values, path, record.grid))
     grid = Grid.for_molecule(atoms.positions, spacing, margin)
     try:
         split = split_of(qm9_index(path.stem))

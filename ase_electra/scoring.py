@@ -2,8 +2,9 @@
 
 NMAE = sum |rho_pred - rho_ref| / sum |rho_ref| over the grid points, a fraction
 (callers print percent). Both densities must sit on the same grid. References are
-density files (cube, CHGCAR) or reference records (``*.npz``, exact densities from
-molecular orbitals, evaluated on the prediction's grid by :mod:`ase_electra.reference`).
+density files (cube, CHGCAR) or reference records (``*.npz``, :mod:`ase_electra.reference`):
+a molecule's exact density from its orbitals, evaluated on the prediction's grid, or a
+crystal's density samples, which score a prediction on the same cell grid only.
 Folders are scored file by file, matched by file stem (``water.cube`` <-> ``water.npz``).
 """
 

@@ -21,7 +21,8 @@ def main(pred: Path, ref: Path, as_json: bool, traceback: bool) -> None:
 
     PRED and REF are two density files (cube, CHGCAR) or two folders, whose files are
     matched by name stem (water.cube <-> water.chgcar). A reference may also be a
-    reference record (*.npz), evaluated on the prediction's grid. Prints, per file,
+    reference record (*.npz): a molecule's is evaluated on the prediction's grid, a
+    crystal's density samples score a prediction on their cell grid only. Prints, per file,
     NMAE = sum|pred - ref| / sum|ref| in percent over the whole grid and over the points
     farther than 0.5 Angstrom from every nucleus (periodic images included: the bonding
     region, away from the nuclear cusps), and the electron counts (grid sum x voxel
