@@ -114,6 +114,12 @@ class TrainConfig:
     ema : float
         Decay of the exponential moving average of the weights per optimiser step, in [0, 1);
         0 turns it off. 0.999 averages over about the last thousand steps.
+    train_elements : tuple of int
+        Train only the parameters that belong to these elements alone (their embedding
+        columns and Gaussian head rows, :meth:`ElectraModel.element_masks
+        <ase_electra.nn.model.ElectraModel.element_masks>`), without weight decay; every
+        other parameter stays as it is, so structures without these elements predict
+        exactly as before. Empty (the default): train every parameter.
     """
 
     epochs: int = 100
@@ -133,8 +139,10 @@ class TrainConfig:
     dipole_weight: float = 0.0
     monitor_train: int = 32
     ema: float = 0.0
+    train_elements: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "train_elements", tuple(sorted(int(z) for z in self.train_elements)))
         rules = {
             "epochs": (self.epochs >= 1, ">= 1"),
             "batch_size": (self.batch_size >= 1, ">= 1"),
@@ -640,10 +648,25 @@ class _Run:
 
 
 def _optimiser(model: ElectraDensityModel, config: TrainConfig):
-    """AdamW (amsgrad) and its per-epoch exponential learning-rate decay."""
-    optimizer = torch.optim.AdamW(
-        model.module.parameters(), lr=config.lr, weight_decay=config.weight_decay, amsgrad=True
-    )
+    """AdamW (amsgrad) and its per-epoch exponential learning-rate decay.
+
+    With ``config.train_elements`` it sees only the parameters holding entries of those
+    elements (the others stop requiring gradients), their other entries' gradients are
+    masked to zero and weight decay is off: AdamW then leaves those entries exactly as
+    they are (zero first moment, zero update).
+    """
+    params = list(model.module.parameters())
+    weight_decay = config.weight_decay
+    if config.train_elements:
+        masks = model.module.element_masks(config.train_elements)
+        named = dict(model.module.named_parameters())
+        params = [named[name] for name in masks]
+        for name, param in named.items():
+            param.requires_grad_(name in masks)
+        for name, mask in masks.items():
+            named[name].register_hook(lambda grad, mask=mask: grad * mask)
+        weight_decay = 0.0
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=weight_decay, amsgrad=True)
     return optimizer, torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
 
 

@@ -61,6 +61,11 @@ from ._common import device_option, traceback_option, user_errors, version_optio
 @click.option("--widen", type=(click.IntRange(min=1), click.IntRange(min=1)), metavar="HEAVY LIGHT",
               help="With --init: first give the init model HEAVY floating Gaussians per heavy atom and LIGHT "
                    "per H and He (copies of its own, same density) and fine-tune that.")
+@click.option("--train-only", "train_only", metavar="ELEMENTS",
+              help="Train only what these elements own (comma-separated symbols, e.g. S,Cl: their embedding "
+                   "columns and Gaussian head rows); structures without them then predict exactly as before. "
+                   "With --init, typically the elements it adds.",
+              show_default="every parameter")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=100,
               help="Optimiser steps between checkpoints (also written at every epoch end and at a stop).")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -74,7 +79,8 @@ from ._common import device_option, traceback_option, user_errors, version_optio
 @traceback_option
 @version_option
 def main(data, run_dir, val_dir, val_fraction, epochs, max_minutes, loss, probes, batch_size, max_steps, lr, lr_decay,
-         dipole_weight, ema, seed, resume, model_config, init_spec, widen, checkpoint_every, cache_dir, spacing, margin, device, traceback):
+         dipole_weight, ema, seed, resume, model_config, init_spec, widen, train_only, checkpoint_every, cache_dir, spacing,
+         margin, device, traceback):
     """Train on the reference records (*.npz), cube and CHGCAR files in the DATA folders.
 
     Validation is the full-grid NMAE after every epoch; the best model is saved to
@@ -87,6 +93,7 @@ def main(data, run_dir, val_dir, val_fraction, epochs, max_minutes, loss, probes
         raise click.UsageError("--init excludes --model-config and --resume (a checkpoint holds its weights)")
     if widen is not None and init_spec is None:
         raise click.UsageError("--widen needs --init (a fresh run sets its Gaussians with --model-config)")
+    train_elements = _element_numbers(train_only) if train_only else ()
     with user_errors(traceback):
         from ase_electra.datasets import GridCache, find_samples, refuse_test, split_samples
         from ase_electra.errors import FileFormatError
@@ -104,7 +111,8 @@ def main(data, run_dir, val_dir, val_fraction, epochs, max_minutes, loss, probes
             train_samples, val_samples = samples, find_samples(val_dir, spacing, margin)
         config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_decay=lr_decay, loss=loss, probes=probes,
                              seed=seed, max_minutes=max_minutes, max_steps=max_steps,
-                             checkpoint_every=checkpoint_every, device=device, dipole_weight=dipole_weight, ema=ema)
+                             checkpoint_every=checkpoint_every, device=device, dipole_weight=dipole_weight, ema=ema,
+                             train_elements=train_elements)
         model = None
         if model_config is not None:
             try:  # JSON syntax and bad settings are both ValueErrors
@@ -154,3 +162,14 @@ def _with_elements(model, samples):
     if grown.elements != model.elements:
         click.echo(f"--init {model.name}: added elements, each starting as its promolecule -> {grown.name}", err=True)
     return grown
+
+
+def _element_numbers(symbols: str) -> tuple[int, ...]:
+    """Atomic numbers of comma-separated element symbols (``--train-only``)."""
+    from ase.data import atomic_numbers
+
+    names = [name.strip() for name in symbols.split(",") if name.strip()]
+    unknown = [name for name in names if name not in atomic_numbers or name == "X"]
+    if unknown or not names:
+        raise click.BadParameter(f"expected element symbols such as S,Cl, got {symbols!r}", param_hint="--train-only")
+    return tuple(atomic_numbers[name] for name in names)

@@ -352,3 +352,27 @@ def test_cli_init_grows_the_elements_of_the_data(records, tmp_path):
     first, tuned = load_model(tmp_path / "first"), load_model(tmp_path / "tuned")
     assert tuned.elements == first.elements | {16}
     assert tuned.predict([molecule("SH2")]).integral().item() == pytest.approx(18.0, rel=1e-5)
+
+
+def test_cli_train_only_new_elements_keeps_the_others_exactly(records, tmp_path):
+    pytest.importorskip("pyscf")
+    from ase_electra.reference import label_structure, save_record
+
+    tiny = tmp_path / "tiny.json"
+    tiny.write_text(json.dumps(TINY))
+    common = ["--epochs", "1", "--probes", "256", "--spacing", "0.4", "--margin", "2.0", "--device", "cpu"]
+    assert run_cli(records, "-o", tmp_path / "first", "--model-config", tiny, *common).exit_code == 0
+    data = tmp_path / "data"
+    shutil.copytree(records, data)
+    save_record(data / "h2s.npz", label_structure(molecule("SH2"), basis="sto-3g", name="H2S"))
+    result = run_cli(data, "-o", tmp_path / "tuned", "--init", tmp_path / "first", "--train-only", "S", *common)
+    assert result.exit_code == 0, result.output
+    first, tuned = load_model(tmp_path / "first"), load_model(tmp_path / "tuned")
+    methanol = [molecule("CH3OH")]
+    before, after = first.predict(methanol), tuned.predict(methanol)
+    assert torch.equal(after.weights, before.weights) and torch.equal(after.centres, before.centres)
+    assert torch.equal(after.scale_tril, before.scale_tril)
+    grown = first.grown([16])
+    assert not torch.equal(tuned.predict([molecule("SH2")]).weights, grown.predict([molecule("SH2")]).weights)
+    bad = run_cli(data, "-o", tmp_path / "bad", "--init", tmp_path / "first", "--train-only", "Qq", *common)
+    assert bad.exit_code == 2 and "--train-only" in bad.output

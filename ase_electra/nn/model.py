@@ -47,6 +47,10 @@ __all__ = [
 ]
 
 
+#: Head parameters and buffers with one row per element (the row of ``ElectraModel.element_row[z]``).
+_ELEMENT_ROWS = ("core_sigma0", "core_logit", "core_theta", "float_logit", "float_size")
+
+
 def valence_electrons(z: int) -> int:
     """Electrons outside the preceding noble-gas core."""
     return z - core_electrons(z)
@@ -330,12 +334,39 @@ class ElectraModel(nn.Module):
             grown.embed_scalars.weight.copy_(torch.cat([weight[:, source], weight[:, n_el:]], dim=1))
             for row, z in enumerate(order):
                 src, table = (fresh, new.index(z)) if z in new else (old, c.elements.index(z))
-                for name in ("core_sigma0", "core_logit", "core_theta", "float_logit", "float_size"):
+                for name in _ELEMENT_ROWS:
                     values = getattr(src, name)[table]
                     getattr(head, name)[row, : len(values)] = values
             for z in new:
                 grown._calibrate(z)
         return grown
+
+    def element_masks(self, elements: Iterable[int]) -> dict[str, torch.Tensor]:
+        """The entries of this model's parameters that belong to ``elements`` alone, by parameter name.
+
+        They are the elements' one-hot columns of ``embed_scalars.weight`` and their rows of
+        the per-element head parameters; a structure without these elements never reads
+        them. Parameters holding none of them are left out. Masks are bool tensors of the
+        parameters' shapes, on their devices.
+        """
+        elements = sorted(set(int(z) for z in elements))
+        unknown = sorted(set(elements) - set(self.config.elements))
+        if unknown:
+            raise InvalidInputError(f"elements {unknown}: not in the model (it has {list(self.config.elements)})")
+        rows = [int(self.element_row[z]) for z in elements]
+        params = dict(self.named_parameters())
+        masks = {}
+        if rows:
+            column = torch.zeros_like(params["embed_scalars.weight"], dtype=torch.bool)
+            column[:, rows] = True
+            masks["embed_scalars.weight"] = column
+            for name in _ELEMENT_ROWS:
+                if f"heads.{name}" not in params:  # a buffer (core_sigma0): never trained
+                    continue
+                mask = torch.zeros_like(params[f"heads.{name}"], dtype=torch.bool)
+                mask[rows] = True
+                masks[f"heads.{name}"] = mask
+        return masks
 
     def _calibrate(self, z: int) -> None:
         """Shift element ``z``'s head rows, set from its promolecule Gaussians, so that its atom in
