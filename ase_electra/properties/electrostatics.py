@@ -25,8 +25,10 @@ beyond 5e-5 Angstrom of a nucleus, and stays finite at grid points that fall on 
 
 Units: the functions return volts (eV per elementary charge), as GPAW's
 ``get_electrostatic_potential``; ``HARTREE_PER_VOLT`` converts to atomic units (Hartree per
-unit charge), what cube files of potentials hold. Molecules only: periodic images are
-not summed.
+unit charge), what cube files of potentials hold. At arbitrary points
+(:func:`electrostatic_potential`) molecules only: periodic images are not summed; on grids
+(:func:`potential_on_grid`) molecules, slabs and crystals, by the Ewald split of
+:mod:`.ewald`.
 
 Legend: K Gaussians, P points, T quadrature nodes.
 """
@@ -46,6 +48,7 @@ from ..density import Density
 from ..gaussians import GaussianMixture
 from ..grid import Grid
 from ..io import write_cube
+from .ewald import charge_distribution, split_gaussian_potential
 
 __all__ = [
     "electrostatic_potential",
@@ -121,15 +124,21 @@ def electrostatic_potential(
     return COULOMB * (nuclear - gaussian_potential(mixture, pts.numpy()))
 
 
-def potential_on_grid(mixture: GaussianMixture, numbers: np.ndarray, positions: np.ndarray, grid: Grid) -> np.ndarray:
-    """:func:`electrostatic_potential` at every point of ``grid``, shape ``grid.shape``, volts.
+def potential_on_grid(
+    mixture: GaussianMixture, numbers: np.ndarray, positions: np.ndarray, grid: Grid, screening: float | None = None
+) -> np.ndarray:
+    """Potential of nuclei minus electrons at every point of ``grid``, shape ``grid.shape``, volts.
 
-    The grid's periodicity is ignored: the potential is that of the isolated molecule.
+    Computed by the Ewald split of :mod:`.ewald` (FFT for the smooth part, local
+    Gaussians for the rest), equal to :func:`electrostatic_potential` at the grid's
+    points to about 1e-7 V. The grid's periodicity is the structure's: no periodic axis
+    (a molecule, zero at infinity), two (a slab, free along the third axis, which must
+    not be periodic) or three (a crystal: the cell's mean potential is zero, VASP's and
+    GPAW's convention); along a periodic axis the grid's cell row must be the lattice
+    vector (:meth:`Grid.for_cell`). ``screening`` (Angstrom) trades FFT for local work.
     """
-    out = np.empty(grid.n_points)
-    for flat, pts in grid.chunks(1 << 16):
-        out[flat] = electrostatic_potential(mixture, numbers, positions, pts)
-    return out.reshape(grid.shape)
+    charges = charge_distribution(mixture, numbers, positions, NUCLEAR_SIGMA)
+    return COULOMB * split_gaussian_potential(charges, grid, screening)
 
 
 def write_potential_cube(path: str | os.PathLike, atoms: Atoms, grid: Grid, potential: np.ndarray) -> None:

@@ -1,0 +1,191 @@
+"""The Ewald-split potential on grids (ase_electra.properties.ewald) against direct sums.
+
+Molecules: the analytic per-Gaussian potential (electrostatics.electrostatic_potential).
+Crystals: a brute-force Ewald sum written here (images in real space, plane waves in
+reciprocal space, its own splitting width). Slabs: the planar average against the 1-D
+potential of the charges' z-marginals, whose far values give the vacuum levels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk, fcc111, molecule
+from ase.data import vdw_radii
+from ase.units import kcal, mol
+from scipy.special import erf
+
+from ase_electra.errors import InvalidInputError
+from ase_electra.gaussians import GaussianMixture
+from ase_electra.grid import Grid
+from ase_electra.models import load_model
+from ase_electra.properties.electrostatics import (
+    COULOMB,
+    NUCLEAR_SIGMA,
+    electrostatic_potential,
+    potential_on_grid,
+)
+from ase_electra.properties.ewald import charge_distribution, planar_average, split_gaussian_potential
+
+from .conftest import random_mixture
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    return load_model("default")
+
+
+@pytest.fixture(scope="module")
+def promolecule():
+    return load_model("promolecule")
+
+
+def _mixture(model, atoms) -> GaussianMixture:
+    with torch.no_grad():
+        return model.predict([atoms]).detach().to(dtype=torch.float64)
+
+
+def _sample(grid: Grid, n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).choice(grid.n_points, n, replace=False)
+
+
+@pytest.mark.parametrize("spacing", [0.2, 0.3])
+def test_molecule_grid_matches_analytic_potential_on_vdw_shells(default_model, spacing):
+    atoms = molecule("CH3CH2OH")
+    mixture = _mixture(default_model, atoms)
+    grid = Grid.for_molecule(atoms.positions, spacing, 3.0)
+    values = potential_on_grid(mixture, atoms.numbers, atoms.positions, grid).reshape(-1)
+    pts = grid.points()
+    ratio = (np.linalg.norm(pts[:, None] - atoms.positions, axis=-1) / vdw_radii[atoms.numbers]).min(1)
+    shells = np.random.default_rng(0).choice(np.nonzero((ratio >= 1.4) & (ratio <= 2.0))[0], 300, replace=False)
+    inside = np.random.default_rng(1).choice(np.nonzero(ratio < 1.4)[0], 200, replace=False)
+    exact = electrostatic_potential(mixture, atoms.numbers, atoms.positions, pts[shells])
+    assert np.sqrt(np.mean((values[shells] - exact) ** 2)) * mol / kcal < 1e-4  # kcal/mol per e: the target
+    np.testing.assert_allclose(values[shells], exact, atol=2e-6)  # volts
+    near = electrostatic_potential(mixture, atoms.numbers, atoms.positions, pts[inside])
+    np.testing.assert_allclose(values[inside], near, rtol=1e-7, atol=2e-6)
+
+
+def test_ion_is_zero_at_infinity_and_screening_does_not_matter(promolecule):
+    atoms = molecule("H2O")
+    mixture = _mixture(promolecule, atoms)
+    ion = GaussianMixture(mixture.weights * 0.9, mixture.centres, mixture.scale_tril)  # charge +1
+    grid = Grid.for_molecule(atoms.positions, 0.3, 3.0)
+    values = potential_on_grid(ion, atoms.numbers, atoms.positions, grid).reshape(-1)
+    pick = _sample(grid, 300)
+    exact = electrostatic_potential(ion, atoms.numbers, atoms.positions, grid.points_at(pick))
+    np.testing.assert_allclose(values[pick], exact, rtol=1e-7, atol=2e-6)
+    charges = charge_distribution(ion, atoms.numbers, atoms.positions, NUCLEAR_SIGMA)
+    narrow = split_gaussian_potential(charges, grid, 0.3)
+    wide = split_gaussian_potential(charges, grid, 0.7)
+    np.testing.assert_allclose(COULOMB * narrow, COULOMB * wide, rtol=1e-7, atol=2e-6)
+
+
+def _ewald_reference(weights, centres, sigmas, cell, points, eta=0.6):
+    """Potential (e/Angstrom) of isotropic Gaussian charges in a periodic cell, mean zero, by Ewald summation."""
+    volume = abs(np.linalg.det(cell))
+    out = np.zeros(len(points))
+    wide = np.sqrt(sigmas**2 + eta**2)
+    n = 5
+    shifts = np.array([[i, j, k] for i in range(-n, n + 1) for j in range(-n, n + 1) for k in range(-n, n + 1)]) @ cell
+    for q, mu, s, w in zip(weights, centres, sigmas, wide):
+        d = np.linalg.norm(points[:, None, :] - mu - shifts[None], axis=-1)  # (P, images)
+        out += q * ((erf(d / (math.sqrt(2) * s)) - erf(d / (math.sqrt(2) * w))) / d).sum(1)
+    recip = 2 * np.pi * np.linalg.inv(cell).T
+    m = 12
+    ms = np.array([[i, j, k] for i in range(-m, m + 1) for j in range(-m, m + 1) for k in range(-m, m + 1)
+                   if (i, j, k) != (0, 0, 0)])
+    g = ms @ recip  # (G, 3)
+    g2 = (g * g).sum(1)
+    for q, mu, w in zip(weights, centres, wide):
+        out += 4 * np.pi / volume * q * (np.exp(-g2 * w * w / 2) / g2 * np.cos((points - mu) @ g.T)).sum(1)
+    return out  # the Gaussians' own cell means cancel: sum_k q_k (w_k^2 - s_k^2) = eta^2 sum_k q_k = 0
+
+
+@pytest.mark.parametrize("cubic", [True, False])
+def test_rocksalt_crystal_matches_brute_force_ewald(promolecule, cubic):
+    crystal = bulk("NaCl", "rocksalt", a=5.64, cubic=cubic)
+    mixture = _mixture(promolecule, crystal)
+    assert torch.allclose(mixture.covariances, mixture.covariances[:, :1, :1] * torch.eye(3, dtype=torch.float64))
+    grid = Grid.for_cell(crystal.cell.array, 0.25)
+    values = potential_on_grid(mixture, crystal.numbers, crystal.positions, grid).reshape(-1)
+    points = grid.points_at(_sample(grid, 6, seed=1))
+    charges = charge_distribution(mixture, crystal.numbers, crystal.positions, NUCLEAR_SIGMA)
+    reference = COULOMB * _ewald_reference(charges.weights.numpy(), charges.centres.numpy(),
+                                           charges.scale_tril[:, 0, 0].numpy(), crystal.cell.array, points)
+    np.testing.assert_allclose(values[_sample(grid, 6, seed=1)], reference, rtol=1e-6)  # target: 1e-4
+
+
+def test_charged_cell_has_zero_mean_and_is_periodic():
+    mixture = random_mixture(6, box=4.0, width=(0.25, 0.5))  # electrons only: a neutralising background
+    cell = np.array([[4.0, 0.0, 0.0], [1.0, 4.5, 0.0], [0.0, 0.5, 5.0]])
+    grid = Grid.for_cell(cell, 0.1)
+    charges = GaussianMixture(-mixture.weights, mixture.centres, mixture.scale_tril)
+    values = split_gaussian_potential(charges, grid)
+    assert abs(values.mean()) < 1e-9 * np.abs(values).max()
+    shifted = Grid(grid.cell, grid.shape, grid.origin + cell[1], grid.pbc)
+    np.testing.assert_allclose(split_gaussian_potential(charges, shifted), values, atol=1e-9)
+
+
+def _planar_reference(charges: GaussianMixture, area: float, z: np.ndarray) -> np.ndarray:
+    """Planar-averaged potential (e/Angstrom) of Gaussians in a 2-D periodic layer: -2 pi / A sum_k q_k E|z - Z_k|."""
+    var = charges.covariances[:, 2, 2].numpy()
+    d = z[:, None] - charges.centres[:, 2].numpy()
+    s = np.sqrt(var)
+    mean_abs = s * math.sqrt(2 / math.pi) * np.exp(-d * d / (2 * var)) + d * erf(d / (s * math.sqrt(2)))
+    return -2 * math.pi / area * mean_abs @ charges.weights.numpy()
+
+
+@pytest.mark.parametrize("case", ["neutral", "dipole", "charged"])
+def test_al111_slab_planar_average_and_vacuum_levels(promolecule, case):
+    slab = fcc111("Al", (2, 2, 4), vacuum=7.5)
+    mixture = _mixture(promolecule, slab)
+    centres, weights = mixture.centres.clone(), mixture.weights
+    if case == "dipole":  # the top layer's electrons moved 0.1 A out: a dipole layer
+        centres[mixture.centres[:, 2] > slab.positions[:, 2].max() - 0.1, 2] += 0.1
+    if case == "charged":
+        weights = weights * (1 + 1 / weights.sum())  # one extra electron
+    mixture = GaussianMixture(weights, centres, mixture.scale_tril)
+    grid = Grid.for_cell(slab.cell.array, 0.2, pbc=(True, True, False))
+    values = potential_on_grid(mixture, slab.numbers, slab.positions, grid)
+    z, average = planar_average(values, grid, 2)
+    charges = charge_distribution(mixture, slab.numbers, slab.positions, NUCLEAR_SIGMA)
+    area = float(np.linalg.norm(np.cross(*slab.cell.array[:2])))
+    reference = COULOMB * _planar_reference(charges, area, z)
+    far = np.abs(z[:, None] - slab.positions[:, 2]).min(1) > 2.5  # away from atomic planes (in-plane aliasing)
+    np.testing.assert_allclose(average[far], reference[far], atol=2e-6)
+    if case == "charged":
+        return
+    vacuum = np.abs(z[:, None] - slab.positions[:, 2]).min(1) > 5.0
+    below, above = vacuum & (z < slab.positions[:, 2].min()), vacuum & (z > slab.positions[:, 2].max())
+    assert np.ptp(average[below]) < 1e-3 and np.ptp(average[above]) < 1e-3  # flat to 1 meV: the target
+    level = 2 * math.pi * COULOMB * float(charges.weights @ charges.centres[:, 2]) / area  # 2 pi p / A, volts
+    np.testing.assert_allclose([average[below].mean(), average[above].mean()], [-level, level], atol=1e-4)
+    assert (abs(level) > 0.1) == (case == "dipole")
+
+
+def test_wires_and_bad_screening_are_refused(promolecule):
+    atoms = molecule("H2O")
+    mixture = _mixture(promolecule, atoms)
+    wire = Grid(np.diag([3.0, 8.0, 8.0]), (10, 20, 20), pbc=(True, False, False))
+    with pytest.raises(InvalidInputError, match="one periodic axis"):
+        potential_on_grid(mixture, atoms.numbers, atoms.positions, wire)
+    with pytest.raises(InvalidInputError, match="screening"):
+        potential_on_grid(mixture, atoms.numbers, atoms.positions, Grid.for_molecule(atoms.positions, 0.5, 1.0), -1.0)
+
+
+def test_planar_average_heights_and_errors():
+    grid = Grid(np.array([[2.0, 0, 0], [1.0, 2.0, 0], [0, 0, 3.0]]), (2, 2, 3), origin=np.array([0, 0, 1.0]))
+    values = np.arange(12.0).reshape(2, 2, 3)
+    z, average = planar_average(values, grid, 2)
+    np.testing.assert_allclose(z, [1.0, 2.0, 3.0])
+    np.testing.assert_allclose(average, values.mean(axis=(0, 1)))
+    with pytest.raises(InvalidInputError, match="axis"):
+        planar_average(values, grid, 3)
+    with pytest.raises(InvalidInputError, match="shape"):
+        planar_average(values[:1], grid, 0)
