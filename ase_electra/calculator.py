@@ -41,7 +41,10 @@ Properties (:mod:`ase_electra.properties`):
   Molecules only; computed when asked for (2-6 s for a QM9 molecule on one CPU thread).
 
 :meth:`ElectraCalculator.get_electrostatic_potential` gives the potential of nuclei plus
-electrons on the default grid in volts (eV per unit charge), as GPAW's does; molecules only.
+electrons on the default grid in volts (eV per unit charge) for molecules, slabs and
+crystals (:func:`~ase_electra.properties.potential_on_grid` states each one's zero);
+:func:`~ase_electra.properties.planar_average` and
+:func:`~ase_electra.properties.vacuum_levels` read a slab's vacuum levels from it.
 """
 
 from __future__ import annotations
@@ -210,8 +213,7 @@ class ElectraCalculator(Calculator):
     def _molecule_only(atoms: Atoms, what: str) -> None:
         if atoms.pbc.any():
             raise CalculatorInputError(
-                f"{what}: periodic structures are not supported (no Ewald sum or periodic reference); "
-                f"got pbc {atoms.pbc.tolist()}"
+                f"{what}: periodic structures are not supported; got pbc {atoms.pbc.tolist()}"
             )
 
     def _predict(self, atoms: Atoms) -> GaussianMixture:
@@ -270,25 +272,37 @@ class ElectraCalculator(Calculator):
         On the default grid (``get_density().grid``: ``spacing``, ``margin``), or on
         ``grid``; a positive test charge there has this energy in eV. Nuclei are Gaussian
         charges 1e-5 Angstrom wide, so the values stay finite at grid points on nuclei
-        (:mod:`ase_electra.properties.electrostatics`). GPAW's method of the same name
-        returns eV too. Molecules only. The calculator's ``spacing`` sets the cost: about
-        a tenth of a millisecond per point for a QM9 molecule with the default model.
+        (:mod:`ase_electra.properties.electrostatics`). Molecules are zero at infinity;
+        crystals (pbc on all axes) have a zero mean over the cell, as VASP's LOCPOT and
+        GPAW; slabs (pbc on two axes) average to ``-(2 pi / A) sum_k q_k E|z - Z_k|`` over
+        planes, flat in the vacuum (:func:`~ase_electra.properties.potential_on_grid`).
+        Wires are refused. A ``grid`` for periodic atoms must be periodic along the same
+        axes with the lattice vectors as its cell rows there (``Grid.for_cell``). Cost with
+        the default model and grid: about 1 s per QM9 molecule on one CPU thread.
         """
         if grid is not None and not isinstance(grid, Grid):
             raise CalculatorInputError(f"grid: expected an ase_electra Grid, got {type(grid).__name__}")
         mixture = self.get_gaussian_mixture(atoms)
-        self._molecule_only(self.atoms, "electrostatic potential")
+        atoms = self.atoms
+        if sum(atoms.pbc) == 1:
+            raise CalculatorInputError(f"electrostatic potential: one periodic axis (a wire) is not supported; "
+                                       f"got pbc {atoms.pbc.tolist()}")
         if grid is None:
             grid = self._default_grid(self.parameters.spacing, self.parameters.margin)
-        return potential_on_grid(mixture, self.atoms.numbers, self.atoms.positions, grid)
+        elif grid.pbc != tuple(bool(p) for p in atoms.pbc) or not all(
+                np.allclose(grid.cell[i], atoms.cell[i], atol=1e-6) for i in range(3) if atoms.pbc[i]):
+            raise CalculatorInputError(
+                f"grid: expected pbc {atoms.pbc.tolist()} with the lattice vectors as cell rows along periodic "
+                f"axes (Grid.for_cell(atoms.cell, spacing, atoms.pbc)), got {grid.describe()}")
+        return potential_on_grid(mixture, atoms.numbers, atoms.positions, grid)
 
     def get_electrostatic_potential_at(self, points: np.ndarray, atoms: Atoms | None = None) -> np.ndarray:
-        """Electrostatic potential at arbitrary points (..., 3) Angstrom, shape (...), volts."""
+        """Electrostatic potential at arbitrary points (..., 3) Angstrom, shape (...), volts; molecules only."""
         pts = np.asarray(points, dtype=np.float64)
         if pts.ndim == 0 or pts.shape[-1] != 3 or not np.isfinite(pts).all():
             raise CalculatorInputError(f"points: expected finite values of shape (..., 3), got {pts.shape}")
         mixture = self.get_gaussian_mixture(atoms)
-        self._molecule_only(self.atoms, "electrostatic potential")
+        self._molecule_only(self.atoms, "electrostatic potential at points (on grids: get_electrostatic_potential)")
         values = electrostatic_potential(mixture, self.atoms.numbers, self.atoms.positions, pts.reshape(-1, 3))
         return values.reshape(pts.shape[:-1])
 

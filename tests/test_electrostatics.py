@@ -13,11 +13,14 @@ import math
 import numpy as np
 import pytest
 import torch
+from ase import Atoms
 from ase.build import bulk, fcc111, molecule
 from ase.data import vdw_radii
 from ase.units import kcal, mol
 from scipy.special import erf
 
+from ase_electra import ElectraCalculator
+from ase_electra.calculator import CalculatorInputError
 from ase_electra.errors import InvalidInputError
 from ase_electra.gaussians import GaussianMixture
 from ase_electra.grid import Grid
@@ -26,9 +29,11 @@ from ase_electra.properties.electrostatics import (
     COULOMB,
     NUCLEAR_SIGMA,
     electrostatic_potential,
+    planar_average,
     potential_on_grid,
+    vacuum_levels,
 )
-from ase_electra.properties.ewald import charge_distribution, planar_average, split_gaussian_potential
+from ase_electra.properties.ewald import charge_distribution, split_gaussian_potential
 
 from .conftest import random_mixture
 
@@ -165,8 +170,48 @@ def test_al111_slab_planar_average_and_vacuum_levels(promolecule, case):
     below, above = vacuum & (z < slab.positions[:, 2].min()), vacuum & (z > slab.positions[:, 2].max())
     assert np.ptp(average[below]) < 1e-3 and np.ptp(average[above]) < 1e-3  # flat to 1 meV: the target
     level = 2 * math.pi * COULOMB * float(charges.weights @ charges.centres[:, 2]) / area  # 2 pi p / A, volts
-    np.testing.assert_allclose([average[below].mean(), average[above].mean()], [-level, level], atol=1e-4)
     assert (abs(level) > 0.1) == (case == "dipole")
+    levels = vacuum_levels(z, average, slab.positions[:, 2])
+    assert [v.side for v in levels] == ["below", "above"]
+    np.testing.assert_allclose([v.energy for v in levels], [level, -level], atol=1e-4)  # electron: -e phi
+    assert max(v.flatness for v in levels) < 1e-4
+    assert levels[0].height < slab.positions[:, 2].min() - 6.5 and levels[1].height > slab.positions[:, 2].max() + 6.5
+
+
+def test_slab_as_3d_periodic_cell_has_one_vacuum_gap(promolecule):
+    slab = fcc111("Al", (1, 1, 4), vacuum=7.5, periodic=True)  # the gap straddles the cell's faces
+    mixture = _mixture(promolecule, slab)
+    grid = Grid.for_cell(slab.cell.array, 0.2)
+    z, average = planar_average(potential_on_grid(mixture, slab.numbers, slab.positions, grid), grid, 2)
+    (gap,) = vacuum_levels(z, average, slab.positions[:, 2], period=slab.cell[2, 2])
+    assert gap.side == "gap" and gap.flatness < 1e-3
+    offset = gap.height - slab.positions[:, 2]
+    assert np.abs(offset - slab.cell[2, 2] * np.round(offset / slab.cell[2, 2])).min() > 6.5  # mid-gap
+    with pytest.raises(InvalidInputError, match="no vacuum"):
+        vacuum_levels(z, average, slab.positions[:, 2], period=slab.cell[2, 2], min_gap=8.0)
+
+
+def test_calculator_potential_of_crystals_and_slabs(promolecule):
+    crystal = bulk("NaCl", "rocksalt", a=5.64)
+    crystal.calc = ElectraCalculator(model=promolecule, spacing=0.3)
+    values = crystal.calc.get_electrostatic_potential()
+    grid = Grid.for_cell(crystal.cell.array, 0.3)
+    assert values.shape == grid.shape
+    np.testing.assert_allclose(values, potential_on_grid(crystal.calc.get_gaussian_mixture(), crystal.numbers,
+                                                         crystal.positions, grid), rtol=1e-12, atol=1e-9)
+    with pytest.raises(CalculatorInputError, match="lattice vectors"):
+        crystal.calc.get_electrostatic_potential(grid=Grid.for_molecule(crystal.positions, 0.3, 2.0))
+    with pytest.raises(CalculatorInputError, match="lattice vectors"):
+        crystal.calc.get_electrostatic_potential(grid=Grid.for_cell(1.01 * crystal.cell.array, 0.3))
+    slab = fcc111("Al", (1, 1, 3), vacuum=6.0)
+    slab.calc = ElectraCalculator(model=promolecule, spacing=0.3)
+    z, average = planar_average(slab.calc.get_electrostatic_potential(), slab.calc.get_density().grid, 2)
+    assert [v.side for v in vacuum_levels(z, average, slab.positions[:, 2])] == ["below", "above"]
+    wire = Atoms("H2", positions=[[0, 0, 0], [0.74, 0, 0]], cell=[1.5, 6, 6], pbc=[True, False, False])
+    wire.center()
+    wire.calc = ElectraCalculator(model=promolecule, spacing=0.3)
+    with pytest.raises(CalculatorInputError, match="wire"):
+        wire.calc.get_electrostatic_potential()
 
 
 def test_wires_and_bad_screening_are_refused(promolecule):

@@ -277,7 +277,7 @@ def test_calculator_refuses_periodic_and_unknown_reference(promolecule):
         crystal.get_charges()
     assert "\n" not in str(err.value)
     with pytest.raises(CalculatorInputError, match="periodic structures are not supported"):
-        crystal.calc.get_electrostatic_potential()
+        crystal.calc.get_electrostatic_potential_at([[0.0, 0.0, 1.0]])  # on grids it is (test_electrostatics.py)
     kh = Atoms("RbH", positions=[[0, 0, 0], [0, 0, 2.4]])
     kh.calc = ElectraCalculator(model=UnknownToTableModel(), spacing=0.4)
     with pytest.raises(CalculatorElementError, match="no free-atom reference density for Rb"):

@@ -28,7 +28,9 @@ Units: the functions return volts (eV per elementary charge), as GPAW's
 unit charge), what cube files of potentials hold. At arbitrary points
 (:func:`electrostatic_potential`) molecules only: periodic images are not summed; on grids
 (:func:`potential_on_grid`) molecules, slabs and crystals, by the Ewald split of
-:mod:`.ewald`.
+:mod:`.ewald`. :func:`planar_average` averages grid values over the planes of a lattice
+axis and :func:`vacuum_levels` reads a slab's vacuum levels from it (the work function is
+the vacuum level minus the Fermi level).
 
 Legend: K Gaussians, P points, T quadrature nodes.
 """
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
@@ -45,14 +48,18 @@ from ase import Atoms
 from ase.units import Bohr, Hartree
 
 from ..density import Density
+from ..errors import InvalidInputError
 from ..gaussians import GaussianMixture
 from ..grid import Grid
 from ..io import write_cube
 from .ewald import charge_distribution, split_gaussian_potential
 
 __all__ = [
+    "VacuumLevel",
     "electrostatic_potential",
+    "planar_average",
     "potential_on_grid",
+    "vacuum_levels",
     "gaussian_potential",
     "write_potential_cube",
     "COULOMB",
@@ -129,16 +136,143 @@ def potential_on_grid(
 ) -> np.ndarray:
     """Potential of nuclei minus electrons at every point of ``grid``, shape ``grid.shape``, volts.
 
-    Computed by the Ewald split of :mod:`.ewald` (FFT for the smooth part, local
-    Gaussians for the rest), equal to :func:`electrostatic_potential` at the grid's
-    points to about 1e-7 V. The grid's periodicity is the structure's: no periodic axis
-    (a molecule, zero at infinity), two (a slab, free along the third axis, which must
-    not be periodic) or three (a crystal: the cell's mean potential is zero, VASP's and
-    GPAW's convention); along a periodic axis the grid's cell row must be the lattice
-    vector (:meth:`Grid.for_cell`). ``screening`` (Angstrom) trades FFT for local work.
+    Computed by the Ewald split of :mod:`.ewald` (FFTs for the smooth part, local
+    Gaussians for the rest); at the grid's points it equals :func:`electrostatic_potential`
+    to about 1e-7 V. The grid's periodic axes are the structure's, and along them its cell
+    rows must be the lattice vectors (:meth:`Grid.for_cell`, :meth:`Grid.for_atoms`):
+
+    - no periodic axis (a molecule): the potential is zero at infinity, ions included;
+    - two (a slab, free along the third): the potential of the 2-D periodic charges, whose
+      planar average is ``-(2 pi / A) sum_k q_k E|z - Z_k|`` (A the cell's area, z along
+      the normal): flat in the vacuum on both sides, at ``+-2 pi p / A`` for a neutral slab
+      of dipole p (e Angstrom, along the normal, per cell), so the two vacuum levels average
+      to zero; a charged slab's rises linearly into the vacuum;
+    - three (a crystal): the potential's mean over the cell is zero (a charged cell gets a
+      uniform neutralising background), as in VASP's LOCPOT and GPAW. A slab given as a
+      3-D periodic cell with vacuum gets this convention too, without a dipole correction.
+
+    One periodic axis (a wire) is refused. ``screening`` (Angstrom) moves work between
+    the FFTs and the local part without changing the result beyond about 1e-7 V (default:
+    :mod:`.ewald`). Cost for a QM9 molecule with the default model (1,176 Gaussians), one
+    CPU thread: 0.5 s on a 0.2 Angstrom box (231k points), 1 s at 0.1 Angstrom (1.8M).
     """
     charges = charge_distribution(mixture, numbers, positions, NUCLEAR_SIGMA)
     return COULOMB * split_gaussian_potential(charges, grid, screening)
+
+
+def planar_average(values: np.ndarray, grid: Grid, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Average of grid values over the planes of lattice axis ``axis``.
+
+    Parameters
+    ----------
+    values : array, shape ``grid.shape``
+        e.g. a potential in volts.
+    grid : Grid
+    axis : int
+        0, 1 or 2: the planes are spanned by the other two cell rows.
+
+    Returns
+    -------
+    heights : ndarray, shape (grid.shape[axis],), Angstrom
+        Height of each plane along their unit normal ``n`` (``n . r`` of its points; the
+        normal's sign makes ``n . cell[axis]`` positive).
+    averages : ndarray, shape (grid.shape[axis],), the unit of ``values``
+
+    Examples
+    --------
+    >>> g = Grid(np.diag([1.0, 1.0, 2.0]), (2, 2, 4))
+    >>> planar_average(np.arange(16.0).reshape(2, 2, 4), g, 2)[1].tolist()
+    [6.0, 7.0, 8.0, 9.0]
+    """
+    values = np.asarray(values)
+    if axis not in (0, 1, 2):
+        raise InvalidInputError(f"axis: expected 0, 1 or 2, got {axis}")
+    if values.shape != grid.shape:
+        raise InvalidInputError(f"values: expected shape {grid.shape}, got {values.shape}")
+    normal = plane_normal(grid.cell, axis)
+    others = tuple(i for i in range(3) if i != axis)
+    heights = grid.origin @ normal + np.arange(grid.shape[axis]) / grid.shape[axis] * (grid.cell[axis] @ normal)
+    return heights, values.mean(axis=others)
+
+
+def plane_normal(cell: np.ndarray, axis: int) -> np.ndarray:
+    """Unit normal (3,) of the planes spanned by the cell rows other than ``axis``, pointing along ``cell[axis]``."""
+    others = [i for i in range(3) if i != axis]
+    normal = np.cross(cell[others[0]], cell[others[1]])
+    normal = normal / np.linalg.norm(normal)
+    return normal if normal @ cell[axis] > 0 else -normal
+
+
+@dataclass(frozen=True)
+class VacuumLevel:
+    """One vacuum region of a planar-averaged potential (:func:`vacuum_levels`).
+
+    ``side`` is ``"below"`` or ``"above"`` the atoms along a free axis, or ``"gap"`` for the
+    vacuum between periodic images; ``height`` (Angstrom) is the middle of the planes
+    averaged, those within ``window`` of the largest distance from any atom; ``energy``
+    (eV) is that of an electron at rest there, ``-e`` times the mean potential (VASP's
+    LOCPOT sign); ``flatness`` (eV) is the potential's peak-to-peak over those planes.
+    The work function is ``energy`` minus the Fermi level, both on the potential's zero.
+    """
+
+    side: str
+    height: float
+    energy: float
+    flatness: float
+
+
+def vacuum_levels(
+    heights: np.ndarray, averages: np.ndarray, atom_heights: np.ndarray, period: float | None = None,
+    window: float = 1.0, min_gap: float = 3.0,
+) -> list[VacuumLevel]:
+    """The vacuum levels of a planar-averaged potential (:func:`planar_average`, volts).
+
+    Parameters
+    ----------
+    heights, averages : arrays, shape (M,)
+        Plane heights (Angstrom, increasing) and the potential's averages (volts).
+    atom_heights : array, shape (N,), Angstrom
+        The atoms' heights along the same normal.
+    period : float, optional
+        The cell's height along the normal if the axis is periodic (one vacuum gap between
+        images); None for a free axis (vacuum below and above the atoms).
+    window : float, Angstrom
+        Planes within this of the largest distance from the atoms are averaged.
+    min_gap : float, Angstrom
+        Planes must lie this far from every atom to count as vacuum.
+
+    Raises
+    ------
+    InvalidInputError
+        If no plane lies ``min_gap`` from every atom (no vacuum: not a slab along this axis).
+    """
+    z = np.asarray(heights, dtype=np.float64)
+    values = np.asarray(averages, dtype=np.float64)
+    atoms = np.asarray(atom_heights, dtype=np.float64)
+    offset = z[:, None] - atoms[None]  # (M, N)
+    if period is not None:
+        offset -= period * np.round(offset / period)
+    distance = np.abs(offset).min(1)  # (M,) to the nearest atom
+    if distance.max() < min_gap:
+        raise InvalidInputError(
+            f"no vacuum: every plane lies within {distance.max():.2f} A of an atom (need {min_gap:g} A; "
+            "a slab needs vacuum along the axis averaged over)")
+    if period is None:
+        sides = [("below", z < atoms.min()), ("above", z > atoms.max())]
+    else:
+        sides = [("gap", np.ones(len(z), dtype=bool))]
+    out = []
+    for side, region in sides:
+        if not region.any() or distance[region].max() < min_gap:
+            continue
+        take = region & (distance >= distance[region].max() - window)
+        middle = z[take].mean()
+        if period is not None:  # the planes may straddle the cell's face: average them unwrapped
+            ref = z[take][np.argmax(distance[take])]
+            middle = ref + np.mean((z[take] - ref + period / 2) % period - period / 2)
+            middle = z[0] + (middle - z[0]) % period
+        out.append(VacuumLevel(side, float(middle), -float(values[take].mean()), float(np.ptp(values[take]))))
+    return out
 
 
 def write_potential_cube(path: str | os.PathLike, atoms: Atoms, grid: Grid, potential: np.ndarray) -> None:

@@ -72,7 +72,7 @@ from ..evaluate import evaluate
 from ..gaussians import GaussianMixture
 from ..grid import Grid, fft_friendly
 
-__all__ = ["MIN_SCREENING", "SAMPLING", "charge_distribution", "split_gaussian_potential", "planar_average"]
+__all__ = ["MIN_SCREENING", "SAMPLING", "charge_distribution", "split_gaussian_potential"]
 
 #: Smallest default screening width s, Angstrom; the default is the larger of this and
 #: twice the grid's largest spacing (timed on a QM9 molecule at 0.1 and 0.2 Angstrom).
@@ -139,42 +139,6 @@ def split_gaussian_potential(charges: GaussianMixture, grid: Grid, screening: fl
         if all(grid.pbc):  # the short-range potentials' cell mean, so that the whole potential's is zero
             out -= float(short.weights.sum()) / abs(np.linalg.det(grid.cell))
     return out
-
-
-def planar_average(values: np.ndarray, grid: Grid, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """Average of grid values over the planes of lattice axis ``axis``.
-
-    Parameters
-    ----------
-    values : array, shape ``grid.shape``
-        e.g. a potential in volts.
-    grid : Grid
-    axis : int
-        0, 1 or 2: the planes are spanned by the other two cell rows.
-
-    Returns
-    -------
-    positions : ndarray, shape (grid.shape[axis],), Angstrom
-        Height of each plane along its unit normal (the origin's plane at
-        ``origin . normal``).
-    averages : ndarray, shape (grid.shape[axis],), the unit of ``values``
-
-    Examples
-    --------
-    >>> g = Grid(np.diag([1.0, 1.0, 2.0]), (2, 2, 4))
-    >>> planar_average(np.arange(16.0).reshape(2, 2, 4), g, 2)[1].tolist()
-    [6.0, 7.0, 8.0, 9.0]
-    """
-    values = np.asarray(values)
-    if axis not in (0, 1, 2):
-        raise InvalidInputError(f"axis: expected 0, 1 or 2, got {axis}")
-    if values.shape != grid.shape:
-        raise InvalidInputError(f"values: expected shape {grid.shape}, got {values.shape}")
-    others = tuple(i for i in range(3) if i != axis)
-    normal = np.cross(grid.cell[others[0]], grid.cell[others[1]])
-    normal /= np.linalg.norm(normal)
-    heights = grid.origin @ normal + np.arange(grid.shape[axis]) / grid.shape[axis] * (grid.cell[axis] @ normal)
-    return heights, values.mean(axis=others)
 
 
 # ---------------------------------------------------------------------- long range
