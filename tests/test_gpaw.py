@@ -81,6 +81,20 @@ def test_samples_plus_missing_charge_are_gpaws_all_electron_density():
 
 
 @needs_gpaw
+def test_gpaw_runs_where_symmetric_and_samples_where_given(si):
+    """GPAW runs Si with an atom at the origin; a structure moved by one voxel gives the same samples, rolled."""
+    from ase_electra.reference.gpaw import _symmetric_shift
+
+    atoms = silicon()
+    np.testing.assert_allclose(_symmetric_shift(atoms), -atoms.positions[0])
+    atoms.positions += atoms.cell[0] / si.density.shape[0]  # one sample spacing along a
+    moved = label_crystal(atoms, **TOY)
+    np.testing.assert_allclose(moved.density, np.roll(si.density, 1, axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(moved.missing_charge, si.missing_charge, atol=1e-6)
+    assert moved.energy == pytest.approx(si.energy, abs=1e-8)
+
+
+@needs_gpaw
 def test_grid_sum_plus_missing_charge_is_the_electron_count(si):
     grid = si.grid
     samples = si.density.astype(np.float64).sum() * grid.voxel_volume

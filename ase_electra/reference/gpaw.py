@@ -15,12 +15,20 @@ density against 1,000-1,500 eV and 0.05 A grids (``docs/method.md``, "Crystals")
   vectors without the 2 pi: 4 per 1/Angstrom, within 0.02 % for Al and Cu;
 * Fermi-Dirac smearing 0.1 eV; GPAW's default SCF convergence.
 
+GPAW reduces the k-points by the point-group symmetries about the cell's origin, which a
+structure translated off its high-symmetry origin loses (diamond Si at 9x9x9 k-points: 35
+irreducible points with an atom at the origin, 85 after moving both atoms by 0.037 A along
+x, y and z). GPAW therefore runs on the structure translated so that GPAW finds the most
+symmetries (as given, or the first atom of one element at the origin;
+:func:`_symmetric_shift`), and the samples are taken at the points of the structure as given.
+
 How the samples are made: the smooth pseudo-density ``n~`` lives on GPAW's plane-wave
-grid as a trigonometric polynomial, evaluated exactly at the sample points whatever
-their number (:func:`_trigonometric_samples`); GPAW's own ``gpaw.densities.add`` then adds
-each atom's PAW correction at the points within its augmentation sphere and returns the
-charge it added, from which ``missing_charge`` follows (GPAW's ``all_electron_densities``
-does the same on its own grid and adds the missing charge to the nearest grid point).
+grid as a trigonometric polynomial, evaluated exactly at the (shifted) sample points
+whatever their number (:func:`_trigonometric_samples`); GPAW's own ``gpaw.densities.add``
+then adds each atom's PAW correction at the points within its augmentation sphere and
+returns the charge it added, from which ``missing_charge`` follows (GPAW's
+``all_electron_densities`` does the same on its own grid and adds the missing charge to
+the nearest grid point).
 
 GPAW (GPL) is optional: ``make gpaw`` installs it (README, "Labelling crystals").
 """
@@ -176,6 +184,8 @@ def label_crystal(
     kpts = kpoint_grid(atoms.cell.array, kpt_density)
     work = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=True,
                  magmoms=atoms.get_initial_magnetic_moments())
+    shift = _symmetric_shift(work)  # Angstrom; GPAW's frame is r + shift
+    work.positions += shift
     work.calc = GPAW(mode=PW(ecut), xc="PBE", kpts={"size": kpts, "gamma": True}, charge=charge,
                      occupations=FermiDirac(smearing), txt=None)
     start = time.perf_counter()
@@ -184,7 +194,7 @@ def label_crystal(
     except KohnShamConvergenceError as err:
         raise SCFNotConvergedError(f"GPAW SCF not converged ({err})") from err
     seconds = time.perf_counter() - start
-    samples, missing = _all_electron_samples(work.calc, grid.shape)
+    samples, missing = _all_electron_samples(work.calc, grid.shape, work.cell.scaled_positions(shift[None])[0])
     if name is None:
         name = str(atoms.info.get("name", atoms.get_chemical_formula()))
     return PeriodicRecord(
@@ -196,8 +206,40 @@ def label_crystal(
     )
 
 
-def _all_electron_samples(calc, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+def _symmetric_shift(atoms: Atoms) -> np.ndarray:
+    """Translation (3,) Angstrom under which GPAW finds the most symmetries of ``atoms``.
+
+    Candidates: none, and the first atom of each element moved to the origin; ties keep
+    the earlier candidate (none first).
+    """
+    from gpaw.new.symmetry import create_symmetries_object
+
+    magmoms = atoms.get_initial_magnetic_moments()
+    firsts = sorted({int(z): i for i, z in reversed(list(enumerate(atoms.numbers)))}.values())
+    best, most = np.zeros(3), 0
+    for shift in [np.zeros(3)] + [-atoms.positions[i] for i in firsts]:
+        moved = atoms.copy()
+        moved.positions += shift
+        count = len(create_symmetries_object(moved, magmoms=magmoms if magmoms.any() else None,
+                                             guarantee_group=False))
+        if count > most:
+            best, most = shift, count
+    return best
+
+
+def _all_electron_samples(calc, shape: tuple[int, int, int], offset: Iterable[float] = (0.0, 0.0, 0.0)
+                          ) -> tuple[np.ndarray, np.ndarray]:
     """All-electron density at the points of a ``shape`` grid on the cell, and each atom's missing charge.
+
+    Parameters
+    ----------
+    calc : GPAW calculator, converged
+    shape : tuple of 3 int
+        Sample grid: point (i, j, k) at fractions (i / S1, j / S2, k / S3) of the cell.
+    offset : array, shape (3,)
+        Fractional coordinates of the sample grid's origin in the calculation's frame (the
+        structure was moved by ``offset`` before GPAW ran): GPAW's density is sampled at
+        ``(i / S1, j / S2, k / S3) + offset``, so the samples are those of the unmoved structure.
 
     Returns
     -------
@@ -209,14 +251,16 @@ def _all_electron_samples(calc, shape: tuple[int, int, int]) -> tuple[np.ndarray
     """
     from gpaw.densities import add
 
+    offset = np.asarray(offset, dtype=np.float64)
     densities = calc.dft.densities()  # GPAW's all-electron view of the converged density
     pseudo = densities.nt_sR.to_pbc_grid()  # (spins, N1, N2, N3), e/bohr^3 on GPAW's grid
     spins = pseudo.dims[0]
     out = pseudo.desc.new(size=shape).zeros(spins)  # (spins, *shape) on the sample grid
     for s in range(spins):
-        out.data[s] = _trigonometric_samples(pseudo.data[s], shape)
+        out.data[s] = _trigonometric_samples(pseudo.data[s], shape, offset)
     matrices = densities.D_asii.gather(broadcast=True)  # atomic density matrices
-    missing = np.zeros(len(densities.relpos_ac))
+    unmoved = (densities.relpos_ac - offset) % 1.0  # (N, 3) fractional, the structure as given
+    missing = np.zeros(len(unmoved))
     for a, matrix in matrices.items():
         matrix = matrix.real  # (spins, i, i)
         setup = densities.setups[a]
@@ -225,21 +269,22 @@ def _all_electron_samples(calc, shape: tuple[int, int, int]) -> tuple[np.ndarray
         core = setup.data.rgd.spline((setup.data.nc_g - setup.data.nct_g) / spins, 2 * rcut, points=1000)
         expected = setup.Nc - setup.Nct + math.sqrt(4 * math.pi) * np.einsum(
             "sij,ij->", matrix, setup.Delta_iiL[:, :, 0])
-        added = add(densities.relpos_ac[a] @ out.desc.cell_cv, out, phi, phit, [core] * spins, rcut, matrix)
+        added = add(unmoved[a] @ out.desc.cell_cv, out, phi, phit, [core] * spins, rcut, matrix)
         missing[a] = expected - added.sum()
     return out.data.sum(axis=0) / Bohr**3, missing
 
 
-def _trigonometric_samples(values: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+def _trigonometric_samples(values: np.ndarray, shape: tuple[int, int, int], offset: np.ndarray) -> np.ndarray:
     """The trigonometric interpolant of periodic grid ``values`` (N1, N2, N3) at the points of a ``shape`` grid.
 
+    Point (i, j, k) sits at fractions ``(i / S1, j / S2, k / S3) + offset`` (offset: (3,)) of the cell.
     Exact samples of a band-limited function on the same cell, whatever ``shape`` (finer or
-    coarser): one small matrix product per axis with ``exp(2 pi i g j / S)``. Taking the real
+    coarser): one small matrix product per axis with ``exp(2 pi i g x)``. Taking the real
     part treats a Nyquist frequency as a cosine, as a real function needs.
     """
     coefficients = np.fft.fftn(values) / values.size  # (N1, N2, N3)
     for axis, (n, s) in enumerate(zip(values.shape, shape)):
         g = np.fft.fftfreq(n, 1.0 / n)  # integer frequencies, (n,)
-        phases = np.exp(2j * np.pi * np.outer(np.arange(s) / s, g))  # (s, n)
+        phases = np.exp(2j * np.pi * np.outer(np.arange(s) / s + offset[axis], g))  # (s, n)
         coefficients = np.moveaxis(np.tensordot(phases, coefficients, axes=(1, axis)), 0, axis)
     return coefficients.real

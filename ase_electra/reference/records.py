@@ -59,8 +59,9 @@ scf_cycles      optional: number of SCF iterations
 
 ``density`` holds point samples: no value is adjusted. A grid cannot integrate the
 cusp of an all-electron density, so ``density.sum() * voxel_volume`` is not the
-electron count (Si at 0.1 A: 30.2 e for 28 with a nucleus 0.02 A from a grid point,
-28.3 with none close); ``missing_charge`` is the difference per atom, so that
+electron count (at 0.1 A with the nuclei off grid points, ``benchmarks/gpaw_labelling.py``:
+Si 27.27 e for 28, NaCl 27.12 for 28, Al 12.71 for 13; a nucleus on a grid point
+over-counts instead); ``missing_charge`` is the difference per atom, so that
 
     density.sum() * voxel_volume + missing_charge.sum() = electrons
 
