@@ -38,6 +38,7 @@ from .structures import FrameJob, InputFile, keep_valid, name_outputs, read_inpu
 
 if TYPE_CHECKING:
     from .gaussians import GaussianMixture
+    from .properties import VacuumLevel
 
 __all__ = ["Format", "Sampling", "convert"]
 
@@ -46,7 +47,7 @@ Sampling = Literal["auto", "point", "voxel"]
 SUFFIX = {"cube": ".cube", "chgcar": ".chgcar", "h5": ".h5", "mixtures": ".mixtures.h5"}
 _SINGLE_FILE = ("h5", "mixtures")
 _DESCRIPTION = "ase-electra electron density, e/bohr^3"
-_EXTRAS = ((".png", "png"), ("_esp.cube", "esp"))  # files beside a frame's density, and the flag asking for them
+_AXES = {"a": 0, "b": 1, "c": 2, "x": 0, "y": 1, "z": 2}  # --planar-average: lattice axes, or Cartesian ones
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,8 @@ def convert(
     png: bool = False,
     esp: bool = False,
     esp_spacing: float = 0.2,
+    planar_average: str | None = None,
+    fermi_level: float | None = None,
     max_points: int = DEFAULT_MAX_POINTS,
     progress: Callable[[list[FrameJob]], Iterable[FrameJob]] | None = None,
     report: Callable[[str], None] | None = None,
@@ -110,9 +113,18 @@ def convert(
     png, esp : bool
         Also write ``<output stem>.png`` (log-scale density slices, :mod:`ase_electra.render`)
         or ``<output stem>_esp.cube`` (electrostatic potential in Hartree per unit
-        charge on a grid of ``esp_spacing``, molecules only,
-        :mod:`ase_electra.properties.electrostatics`) per frame; cube and chgcar only.
-        A frame is done when all its files exist.
+        charge on a grid of ``esp_spacing``: molecules, slabs and crystals, each with
+        the zero :func:`~ase_electra.properties.potential_on_grid` states; wires are
+        refused) per frame; cube and chgcar only. A frame is done when all its files exist.
+    planar_average : {"a", "b", "c", "x", "y", "z"}, optional
+        With ``esp``, also write ``<output stem>_esp_<axis>.dat``: the potential (volts)
+        averaged over the planes of that lattice axis against their height (Angstrom) along
+        the planes' normal; x, y, z name the lattice axis whose planes are perpendicular to
+        that Cartesian axis (refused if there is none). Its header gives the vacuum levels
+        (:func:`~ase_electra.properties.vacuum_levels`: the energy, eV, of an electron at
+        rest in each vacuum region, ``-e`` times the potential) when some plane lies 3
+        Angstrom from every atom, and with ``fermi_level`` (eV, on the potential's zero)
+        the work functions, vacuum level minus Fermi level; the summary line gives them too.
     progress : callable, optional
         Wraps the frames still to write (e.g. ``tqdm``).
     report : callable, optional
@@ -146,8 +158,18 @@ def convert(
             grid_of |= {(source.path, frame): grid for (frame, _), grid in zip(source.frames, grids)}
         if source.frames:
             inputs.append(source)
-    if esp and (periodic := next((f"{s.path}:{i}" for s in inputs for i, a in s.frames if a.pbc.any()), None)):
-        raise InvalidInputError(f"{periodic}: --esp supports molecules only (no Ewald sum for periodic structures)")
+    if (planar_average is not None or fermi_level is not None) and not esp:
+        raise InvalidInputError("--planar-average and --fermi-level average the potential: add --esp")
+    if fermi_level is not None and planar_average is None:
+        raise InvalidInputError("--fermi-level gives work functions from the planar average: add --planar-average")
+    if planar_average is not None and planar_average not in _AXES:
+        raise InvalidInputError(f"--planar-average: expected one of {', '.join(_AXES)}, got {planar_average!r}")
+    if esp and (wire := next((f"{s.path}:{i}" for s in inputs for i, a in s.frames if sum(a.pbc) == 1), None)):
+        raise InvalidInputError(f"{wire}: --esp supports molecules, slabs and crystals, not one periodic axis (a wire)")
+    if planar_average in ("x", "y", "z"):
+        for source in inputs:
+            for frame, atoms in source.frames:
+                _lattice_axis(atoms, planar_average, f"{source.path}:{frame}")
     sampled = _sampling(sampling, fmt)
     gridded = fmt != "mixtures"
     settings = RunSettings(
@@ -156,7 +178,7 @@ def convert(
         charge=charge,
     )
     sink = _Sink(out_dir, fmt, SUFFIX[fmt] + (".gz" if compress and fmt not in _SINGLE_FILE else ""), compress,
-                 overwrite, png, esp, esp_spacing, margin, max_points, model.name)
+                 overwrite, png, esp, esp_spacing, margin, max_points, model.name, planar_average, fermi_level)
     jobs = name_outputs(inputs, out_dir, sink.suffix, single_file=fmt in _SINGLE_FILE)
     sink.settings = {source.path: _with_frames(settings, source, fmt, index) for source in inputs}
     todo = jobs if overwrite else [job for job in jobs if not sink.done(job)]
@@ -177,6 +199,8 @@ def convert(
     if sink.errors:
         name, error = max(sink.errors.items(), key=lambda item: abs(item[1]))
         note = f"grid sum / electrons - 1: worst {100 * error:+.3f} % ({name})"
+    if sink.vacuum:
+        note = "; ".join(filter(None, [note, _vacuum_note(sink.vacuum, fermi_level)]))
     n_frames = sum(len(source.frames) for source in inputs) + refusals.frames
     return RunSummary(n_frames, written, len(jobs) - len(todo), time.perf_counter() - start,
                       refusals.frames, refusals.failure(), note)
@@ -192,13 +216,21 @@ class _Sink:
     """
 
     def __init__(self, out_dir: Path, fmt: Format, suffix: str, compress: bool, overwrite: bool, png: bool,
-                 esp: bool, esp_spacing: float, margin: float, max_points: int, model_name: str) -> None:
+                 esp: bool, esp_spacing: float, margin: float, max_points: int, model_name: str,
+                 planar_average: str | None = None, fermi_level: float | None = None) -> None:
         self.out_dir, self.fmt, self.suffix, self.compress, self.overwrite = out_dir, fmt, suffix, compress, overwrite
         self.png, self.esp, self.esp_spacing, self.margin, self.max_points = png, esp, esp_spacing, margin, max_points
-        self.model_name = model_name
+        self.model_name, self.planar_average, self.fermi_level = model_name, planar_average, fermi_level
         self.settings: dict[Path, RunSettings] = {}
         self.errors: dict[str, float] = {}
+        self.vacuum: dict[str, list[VacuumLevel]] = {}  # each written frame's vacuum levels (planar average)
         self._writer: tuple[Path, FramesWriter] | None = None
+
+    @property
+    def extras(self) -> list[str]:
+        """Endings of the files asked for beside each frame's density."""
+        return ([".png"] if self.png else []) + (["_esp.cube"] if self.esp else []) + \
+            ([f"_esp_{self.planar_average}.dat"] if self.planar_average else [])
 
     def sibling(self, job: FrameJob, ending: str) -> Path:
         """``<frame name><ending>`` beside the output: ``md_007.png`` for ``md_007.cube.gz``."""
@@ -211,7 +243,7 @@ class _Sink:
         reason = stale_output(job.output, read_settings(job.output), self.settings[job.source])
         if reason is not None:
             raise InvalidInputError(reason)
-        return all(self.sibling(job, ending).exists() for ending, wanted in _EXTRAS if getattr(self, wanted))
+        return all(self.sibling(job, ending).exists() for ending in self.extras)
 
     def write(self, job: FrameJob, result: _Result) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)  # only now: a run that writes nothing leaves no folder
@@ -242,12 +274,17 @@ class _Sink:
             from .render import write_density_png
 
             write_density_png(picture, density, name=self.sibling(job, "").name, model=self.model_name)
-        if self.esp and (self.overwrite or not potential.exists()):
+        average = self.sibling(job, f"_esp_{self.planar_average}.dat") if self.planar_average else None
+        if self.esp and (self.overwrite or not potential.exists() or (average and not average.exists())):
             from .properties import potential_on_grid, write_potential_cube
 
             grid = grid_for(job.atoms, self.esp_spacing, self.margin, self.max_points)
             volts = potential_on_grid(result.mixture, job.atoms.numbers, job.atoms.positions, grid)
             write_potential_cube(potential, job.atoms, grid, volts)
+            if average:
+                axis = _lattice_axis(job.atoms, self.planar_average, job.where) if any(job.atoms.pbc) \
+                    else _AXES[self.planar_average]
+                self.vacuum[job.where] = write_planar_average(average, job.atoms, grid, volts, axis, self.fermi_level)
 
     def __enter__(self) -> _Sink:
         return self
@@ -351,3 +388,71 @@ def _integration_error(density: Density) -> float:
     """Grid sum times voxel volume over the electron count (sum of Z minus charge), minus one."""
     electrons = float(density.atoms.numbers.sum()) - float(density.atoms.info.get("charge", 0))
     return density.n_electrons / electrons - 1.0
+
+
+def _lattice_axis(atoms: Atoms, name: str, where: str) -> int:
+    """The lattice axis (0, 1, 2) of ``--planar-average name`` for periodic ``atoms`` (x, y, z: the axis whose
+    planes are perpendicular to that Cartesian axis)."""
+    axis = _AXES[name]
+    if name in "abc" or not any(atoms.pbc):
+        return axis
+    from .properties.electrostatics import plane_normal
+
+    for i in range(3):
+        if abs(plane_normal(atoms.cell.array, i)[axis]) > 1 - 1e-6:
+            return i
+    raise InvalidInputError(f"{where}: no lattice planes are perpendicular to {name}; "
+                            "give the lattice axis (--planar-average a, b or c)")
+
+
+def write_planar_average(path: Path, atoms: Atoms, grid: Grid, volts: np.ndarray, axis: int,
+                         fermi_level: float | None) -> list[VacuumLevel]:
+    """Write the potential's planar average over lattice axis ``axis`` as text; returns its vacuum levels.
+
+    Columns: plane height along the planes' normal (Angstrom) and potential (volts). The
+    header names the axis and normal, the potential's zero, and each vacuum level (and work
+    function with ``fermi_level``, eV) of :func:`~ase_electra.properties.vacuum_levels`.
+    """
+    from .properties import planar_average, vacuum_levels
+    from .properties.electrostatics import plane_normal
+
+    heights, averages = planar_average(volts, grid, axis)
+    normal = plane_normal(grid.cell, axis)
+    period = float(grid.cell[axis] @ normal) if grid.pbc[axis] else None
+    zero = {0: "zero at infinity (a molecule)", 2: "planar average -(2 pi / A) sum_k q_k E|z - Z_k| (a slab)",
+            3: "zero mean over the cell (a crystal: VASP's and GPAW's)"}[sum(grid.pbc)]
+    lines = [f"ase-electra planar average of the electrostatic potential (nuclei + electrons) over the planes of "
+             f"lattice axis {'abc'[axis]}, normal {np.round(normal, 6).tolist()}; potential {zero}"]
+    try:
+        levels = vacuum_levels(heights, averages, atoms.positions @ normal, period)
+    except InvalidInputError as err:
+        levels = []
+        lines.append(str(err))
+    for level in levels:
+        lines.append(f"vacuum level {level.side}: {level.energy:.6f} eV (an electron at rest, -e * potential) "
+                     f"at {level.height:.3f} A, flat to {level.flatness:.1e} eV over 1 A")
+        if fermi_level is not None:
+            lines.append(f"work function {level.side}: {level.energy - fermi_level:.6f} eV "
+                         f"(vacuum level - Fermi level {fermi_level:g} eV)")
+    lines.append("height (Angstrom), potential (V)")
+    text = "".join(f"# {line}\n" for line in lines) + "".join(f"{z:.6f} {v:.9f}\n" for z, v in zip(heights, averages))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return levels
+
+
+def _vacuum_note(vacuum: dict[str, list[VacuumLevel]], fermi_level: float | None) -> str:
+    """The summary's words on vacuum levels and work functions (eV) of the frames written."""
+    energies = [level.energy for levels in vacuum.values() for level in levels]
+    if not energies:
+        return "no vacuum in the planar averages"
+
+    def span(values: list[float]) -> str:
+        lo, hi = (round(v, 3) + 0.0 for v in (min(values), max(values)))  # + 0.0: no "-0.000"
+        return f"{lo:.3f}" if lo == hi else f"{lo:.3f} to {hi:.3f}"
+
+    note = f"vacuum level {span(energies)} eV"
+    if fermi_level is not None:
+        note += f", work function {span([e - fermi_level for e in energies])} eV"
+    return note

@@ -48,13 +48,22 @@ from ._common import device_option, traceback_option, version_option
               help="Also write OUTPUT/<name>.png per frame: log-scale density slices through the principal plane.")
 @click.option("--esp", is_flag=True,
               help="Also write OUTPUT/<name>_esp.cube per frame: the electrostatic potential (nuclei + electrons) "
-                   "in Hartree per unit charge, as cubegen writes it. Molecules only.")
+                   "in Hartree per unit charge, as cubegen writes it. Molecules: zero at infinity; crystals: zero "
+                   "mean over the cell (VASP's LOCPOT); slabs (pbc on two axes): flat vacuum on both sides, the "
+                   "two levels averaging to zero. Wires are refused.")
 @click.option("--esp-spacing", type=click.FloatRange(min=0, min_open=True), default=0.2,
               help="Grid spacing of the --esp cube, Angstrom (same margin as the density).")
+@click.option("--planar-average", type=click.Choice(["a", "b", "c", "x", "y", "z"]), default=None,
+              help="With --esp, also write OUTPUT/<name>_esp_<axis>.dat: the potential (V) averaged over the planes "
+                   "of this lattice axis (x, y, z: the planes perpendicular to it) against their height (A); its "
+                   "header and the summary give each vacuum level (eV, the energy of an electron at rest there).")
+@click.option("--fermi-level", type=float, default=None, metavar="EV",
+              help="With --planar-average: the Fermi level (eV, on the potential's zero) for the work functions, "
+                   "vacuum level minus Fermi level.")
 @traceback_option
 @version_option
 def main(files, out_dir, model, fmt, compress, spacing, margin, box, sampling, charge, index, batch_size, device,
-         overwrite, png, esp, esp_spacing, traceback):
+         overwrite, png, esp, esp_spacing, planar_average, fermi_level, traceback):
     """Predict the electron density of every frame of FILES (any format ASE reads).
 
     Writes OUTPUT/<stem>.<format> for a file with one frame and OUTPUT/<stem>_<frame>.<format>
@@ -77,7 +86,8 @@ def main(files, out_dir, model, fmt, compress, spacing, margin, box, sampling, c
         return convert(
             list(files), out_dir, load_model(model, device=device), fmt=fmt, spacing=spacing, margin=margin,
             box=box, index=index, batch_size=batch_size, overwrite=overwrite, compress=compress, sampling=sampling,
-            charge=charge, png=png, esp=esp, esp_spacing=esp_spacing, **reporting,
+            charge=charge, png=png, esp=esp, esp_spacing=esp_spacing, planar_average=planar_average,
+            fermi_level=fermi_level, **reporting,
         )
 
     run_batch(run, out_dir, traceback)

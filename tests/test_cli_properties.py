@@ -167,10 +167,52 @@ def test_density_esp_writes_a_hartree_cube(tmp_path):
                                                  "--esp", "--esp-spacing", "0.5").output
 
 
-def test_density_esp_refuses_periodic_structures(tmp_path):
-    path = tmp_path / "POSCAR"
-    write(path, bulk("Si", "diamond", a=5.43), format="vasp")
-    result = run(density_main, path, "-o", tmp_path / "out", "--model", "promolecule", "--spacing", "0.5", "--esp")
-    assert result.exit_code == 1
-    assert "molecules only" in result.output and len(result.output.strip().splitlines()) == 1
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+def test_density_esp_of_a_crystal_and_a_slab_with_its_planar_average(tmp_path):
+    from ase.build import fcc111
+
+    from ase_electra.grid import Grid
+    from ase_electra.properties import potential_on_grid
+
+    crystal = bulk("Si", "diamond", a=5.43)
+    write(tmp_path / "POSCAR", crystal, format="vasp")
+    result = run(density_main, tmp_path / "POSCAR", "-o", tmp_path / "si", "--model", "promolecule", "--spacing",
+                 "0.5", "--esp", "--esp-spacing", "0.4")
+    assert result.exit_code == 0, result.output
+    esp = read_cube(tmp_path / "si" / "POSCAR_esp.cube")
+    expected = potential_on_grid(load_model("promolecule").predict([crystal]), crystal.numbers, crystal.positions,
+                                 Grid.for_cell(crystal.cell.array, 0.4))
+    np.testing.assert_allclose(esp.values * Bohr**3, expected * HARTREE_PER_VOLT, rtol=1e-5, atol=1e-9)
+
+    slab = fcc111("Al", (1, 1, 3), vacuum=6.0)
+    del slab.info["adsorbate_info"]  # extxyz cannot store it
+    write(tmp_path / "slab.extxyz", slab)
+    args = ("-o", tmp_path / "slab", "--model", "promolecule", "--spacing", "0.5", "--esp", "--esp-spacing", "0.3")
+    result = run(density_main, tmp_path / "slab.extxyz", *args, "--planar-average", "z", "--fermi-level", "-4.5")
+    assert result.exit_code == 0, result.output
+    table = tmp_path / "slab" / "slab_esp_z.dat"
+    header = [line for line in table.read_text().splitlines() if line.startswith("#")]
+    levels = [float(line.split(": ")[1].split()[0]) for line in header if line.startswith("# vacuum level")]
+    works = [float(line.split(": ")[1].split()[0]) for line in header if line.startswith("# work function")]
+    np.testing.assert_allclose(levels, 0.0, atol=1e-4)  # neutral spherical atoms: no dipole, both levels zero
+    assert len(levels) == 2 and np.allclose(works, np.array(levels) + 4.5, atol=1e-6)
+    heights, volts = np.loadtxt(table, unpack=True)
+    assert heights[0] == 0.0 and np.all(np.diff(heights) > 0) and -volts[0] == pytest.approx(levels[0], abs=1e-4)
+    assert "vacuum level 0.000 eV, work function 4.500 eV" in result.output
+    assert "0 written, 1 already present" in run(density_main, tmp_path / "slab.extxyz", *args,
+                                                 "--planar-average", "z").output
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--planar-average", "c"), "add --esp"),
+    (("--esp", "--fermi-level", "1.0"), "add --planar-average"),
+    (("--esp",), "not one periodic axis (a wire)"),
+])
+def test_density_esp_refusals(tmp_path, extra, message):
+    wire = molecule("H2")
+    wire.cell, wire.pbc = [1.5, 6.0, 6.0], [True, False, False]
+    wire.center()
+    write(tmp_path / "wire.extxyz", wire)
+    result = run(density_main, tmp_path / "wire.extxyz", "-o", tmp_path / "out", "--model", "promolecule",
+                 "--spacing", "0.5", *extra)
+    assert result.exit_code == 1 and message in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
