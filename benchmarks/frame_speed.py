@@ -3,6 +3,7 @@
     python benchmarks/frame_speed.py                          # shipped model, CPU, fastest evaluator
     python benchmarks/frame_speed.py --split 10 --write cube  # ~2,000 Gaussians, cube files written
     python benchmarks/frame_speed.py --device cuda --backend cupy --batch-size 16
+    python benchmarks/frame_speed.py --esp --write cube       # as electra-density --esp
 
 Frames: ``--frames`` copies of the example molecule (qm9_005128, C4H7N3O, 15 atoms) with every atom
 moved by a seeded normal displacement of 0.05 Angstrom, as an MD trajectory would move it.
@@ -15,7 +16,10 @@ Each frame gets its own box grid (``Grid.for_atoms``, ``--spacing`` and ``--marg
 * ``to host``: copying the grid values into a float64 NumPy array, as ``predict_densities``
   (and so every file writer) does;
 * ``write`` (with ``--write cube``): writing the frame's cube file as ``electra-density`` does
-  (``ase_electra.io.write_cube``, into a temporary folder).
+  (``ase_electra.io.write_cube``, into a temporary folder);
+* ``esp`` (with ``--esp``): the electrostatic potential on the frame's ``--esp-spacing`` box
+  (``potential_on_grid``, the Ewald split of :mod:`ase_electra.properties.ewald`), and with
+  ``--write cube`` its cube (``write_potential_cube``), as ``electra-density --esp`` does.
 
 ``--split N`` replaces each floating Gaussian by N copies of 1/N its weight, their centres
 moved by seeded normal offsets of 0.05 Angstrom: a stand-in for a head with N times as
@@ -45,6 +49,7 @@ from ase_electra.gaussians import GaussianMixture
 from ase_electra.io import write_cube
 from ase_electra.models import load_model
 from ase_electra.predict import grid_for
+from ase_electra.properties import potential_on_grid, write_potential_cube
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "data" / "qm9_005128.xyz"
@@ -83,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--spacing", type=float, default=0.1, help="grid spacing, Angstrom")
     parser.add_argument("--margin", type=float, default=4.0, help="vacuum around the molecule, Angstrom")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--esp", action="store_true", help="also the electrostatic potential of each frame")
+    parser.add_argument("--esp-spacing", type=float, default=0.2, help="grid spacing of the potential, Angstrom")
     args = parser.parse_args(argv)
     if args.frames < 1 or args.batch_size < 1 or args.split < 1:
         parser.error("--frames, --batch-size and --split must be >= 1")
@@ -99,6 +106,7 @@ def main(argv: list[str] | None = None) -> None:
         atoms.positions += rng.normal(scale=0.05, size=atoms.positions.shape)
         frames.append(atoms)
     grids = [grid_for(atoms, args.spacing, args.margin) for atoms in frames]
+    esp_grids = [grid_for(atoms, args.esp_spacing, args.margin) for atoms in frames]
     batches = [list(range(i, min(i + args.batch_size, args.frames))) for i in range(0, args.frames, args.batch_size)]
 
     n_gaussians = []
@@ -121,11 +129,18 @@ def main(argv: list[str] | None = None) -> None:
             if args.write == "cube":
                 write_cube(out_dir / f"frame_{i}.cube", Density(frames[i], grids[i], values))
             write_done = time.perf_counter()
+            if args.esp:
+                volts = potential_on_grid(mixture, frames[i].numbers, frames[i].positions, esp_grids[i])
+                if args.write == "cube":
+                    write_potential_cube(out_dir / f"frame_{i}_esp.cube", frames[i], esp_grids[i], volts)
+            esp_done = time.perf_counter()
             if times is not None:
                 times["grid"].append(host_start - grid_start)
                 times["to host"].append(host_done - host_start)
                 if args.write != "none":
                     times["write"].append(write_done - host_done)
+                if args.esp:
+                    times["esp"].append(esp_done - write_done)
         if times is not None:
             times["model"].extend([(model_done - start) / len(indices)] * len(indices))
 
@@ -134,6 +149,8 @@ def main(argv: list[str] | None = None) -> None:
         times: dict[str, list[float]] = {"model": [], "grid": [], "to host": []}
         if args.write != "none":
             times["write"] = []
+        if args.esp:
+            times["esp"] = []
         wall = time.perf_counter()
         for indices in batches:
             one_batch(indices, times)
@@ -152,7 +169,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"model {model.name} on {name}; evaluator {backend}; {args.frames} frames of {base.get_chemical_formula()} "
           f"({len(base)} atoms), {statistics.mean(n_gaussians):,.0f} Gaussians each (--split {args.split}), "
           f"batch {args.batch_size}; grid spacing {args.spacing} A, margin {args.margin} A, "
-          f"{points:,.0f} points per frame on average; writing: {args.write}; torch {torch.__version__}")
+          f"{points:,.0f} points per frame on average; writing: {args.write}; "
+          + (f"potential on {statistics.mean(int(np.prod(g.shape)) for g in esp_grids):,.0f} points "
+             f"({args.esp_spacing} A); " if args.esp else "") + f"torch {torch.__version__}")
     print(f"{'stage':8} {'mean s/frame':>12} {'median':>9} {'max':>9}")
     for stage, values in times.items():
         print(f"{stage:8} {statistics.mean(values):12.4f} {statistics.median(values):9.4f} {max(values):9.4f}")
