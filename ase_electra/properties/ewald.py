@@ -16,8 +16,8 @@ screening width, default ``max(MIN_SCREENING, 2 h)`` for grid spacing h) gets
 
 **Long range.** The widened charges (all at least s wide) are sampled on periodic grids
 of spacing ``SAMPLING * s`` (each on the coarsest of 1, 2, 4, 8 times that spacing that
-resolves it), Fourier transformed (the modes at the grid's Nyquist frequency, below
-exp(-13.7) of the charge, are dropped), multiplied by a Coulomb kernel v(G) and summed as
+resolves it), Fourier transformed (a Nyquist mode counted half at +G and half at -G),
+multiplied by a Coulomb kernel v(G) and summed as
 a Fourier series at the output points, one axis at a time (modes folded onto the output
 points per period, then one inverse FFT per axis): the exact band-limited sum, not a
 local interpolation. Periodic axes use the structure's cell; along free axes the
@@ -184,7 +184,8 @@ def _fourier_potential(charges: GaussianMixture, grid: Grid, width: float, lengt
     cell = voxels * np.array(points)[:, None]  # (3, 3)
     lengths = np.linalg.norm(cell, axis=1)
     coarse = tuple(fft_friendly(math.ceil(n / spacing - 1e-9)) for n in lengths)
-    modes = np.zeros(coarse[:2] + (coarse[2] // 2 + 1,), dtype=complex)
+    span = tuple(n | 1 for n in coarse)  # odd: room for +-n/2 of the finest level's Nyquist modes
+    modes = np.zeros(span[:2] + (span[2] // 2 + 1,), dtype=complex)
     level = np.clip(np.floor(np.log2(np.sqrt(lam[:, 0].numpy()) / width + 1e-12)), 0, _DEPOSIT_LEVELS - 1)
     for l in np.unique(level).astype(int):
         shape = tuple(min(n, fft_friendly(math.ceil(m / (spacing * 2**l) - 1e-9))) for n, m in zip(coarse, lengths))
@@ -192,13 +193,13 @@ def _fourier_potential(charges: GaussianMixture, grid: Grid, width: float, lengt
         sampled = _signed_evaluate(_subset(charges, members), Grid(cell, shape, grid.origin, (True, True, True)),
                                    _SUPPORT, _LONG_TOLERANCE)
         _add_modes(modes, scipy.fft.rfftn(sampled, workers=_workers()) / math.prod(shape), shape)
-    g2, slab = _modes(cell, coarse, grid.pbc)
+    g2, slab = _modes(cell, span, grid.pbc)
     modes *= kernel(g2, slab, radius)
     for axis in (0, 1):  # the Fourier series at the output points, one axis at a time
-        modes = scipy.fft.ifft(_fold(modes, axis, coarse[axis], points[axis]), axis=axis, norm="forward",
+        modes = scipy.fft.ifft(_fold(modes, axis, span[axis], points[axis]), axis=axis, norm="forward",
                                workers=_workers())
         modes = modes[:grid.shape[0]] if axis == 0 else modes[:, :grid.shape[1]]
-    out = scipy.fft.irfft(_fold_half(modes, coarse[2], points[2]), n=points[2], axis=2, norm="forward",
+    out = scipy.fft.irfft(_fold_half(modes, span[2], points[2]), n=points[2], axis=2, norm="forward",
                           workers=_workers())
     return np.ascontiguousarray(out[:, :, :grid.shape[2]])
 
@@ -240,17 +241,25 @@ def _fold_half(modes: np.ndarray, n: int, points: int) -> np.ndarray:
 
 
 def _add_modes(total: np.ndarray, modes: np.ndarray, shape: tuple[int, int, int]) -> None:
-    """Add the rfftn ``modes`` of a grid of ``shape`` into ``total`` (those of a grid of the same cell at least
-    as fine), without their Nyquist planes."""
-    if modes.shape == total.shape:
-        for axis, n in enumerate(shape):
-            if n % 2 == 0:
-                np.moveaxis(modes, axis, 0)[n // 2] = 0.0
-        total += modes
-        return
-    band = [np.arange(-((n - 1) // 2), (n - 1) // 2 + 1) for n in shape[:2]] + [np.arange((shape[2] - 1) // 2 + 1)]
-    total[np.ix_(band[0] % total.shape[0], band[1] % total.shape[1], band[2])] += \
-        modes[np.ix_(band[0] % shape[0], band[1] % shape[1], band[2])]
+    """Add the rfftn ``modes`` of a grid of ``shape`` into ``total``, the modes m (|m| <= (N - 1) / 2, N odd and
+    larger than ``shape``) of a grid of the same cell. A Nyquist mode (m = n / 2 of an even n) stands for
+    +-n / 2 alike: half of it goes to each (along the last axis, whose negative half is implied, half to +n / 2)."""
+    blocks = []  # per axis: (source slice, target slice, weight)
+    for axis, n in enumerate(shape):
+        k, size = (n - 1) // 2, total.shape[axis]
+        parts = [(slice(0, k + 1), slice(0, k + 1), 1.0)]
+        if axis < 2 and k:
+            parts.append((slice(n - k, n), slice(size - k, size), 1.0))
+        if n % 2 == 0:
+            parts.append((slice(n // 2, n // 2 + 1), slice(n // 2, n // 2 + 1), 0.5))
+            if axis < 2:
+                parts.append((slice(n // 2, n // 2 + 1), slice(size - n // 2, size - n // 2 + 1), 0.5))
+        blocks.append(parts)
+    for s0, t0, w0 in blocks[0]:
+        for s1, t1, w1 in blocks[1]:
+            for s2, t2, w2 in blocks[2]:
+                weight = w0 * w1 * w2
+                total[t0, t1, t2] += modes[s0, s1, s2] if weight == 1.0 else weight * modes[s0, s1, s2]
 
 
 def _modes(cell: np.ndarray, shape: tuple[int, int, int], pbc: tuple[bool, ...]) -> tuple[np.ndarray, tuple | None]:
