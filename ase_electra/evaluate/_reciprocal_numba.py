@@ -1,0 +1,133 @@
+"""Compiled CPU kernel (numba) for the plane-wave coefficients of Gaussians (``reciprocal.py``).
+
+Gaussian k's coefficient at mode m = (m1, m2, m3) is
+
+    c_k(m) = p_k exp(-q_k(m) / 2 - 2 pi i m . f_k),  q_k(m) = m^T A_k m,
+
+with p_k = w_k / V, A_k = B Sigma_k B^T (B the reciprocal vectors as rows, 1/Angstrom)
+and f_k the fractional coordinates of the centre relative to the grid's origin. Along a
+line of m3 at fixed (m1, m2), q(l) = a l^2 + 2 b l + c and the phase is linear in l, so
+c(l + 1) = c(l) r_l, r_{l+1} = r_l exp(-a), r_l = exp(-(b + (l + 1/2) a) - 2 pi i f_3):
+one complex and one real multiplication per mode, the recurrence of ``_numba.py`` with a
+complex ratio, in two interleaved chains. A line starts (and restarts every ``_RESEED``
+modes) with two real ``exp`` and its phase from per-axis tables exp(-2 pi i m f_a), so
+no complex ``exp`` runs per line. Each line runs over the l >= 0 (the half spectrum of a
+real grid) where q <= R^2.
+
+Threads never race: the planes of m1 are shared out among the threads, each summing its
+Gaussians in index order, so the result does not depend on the number of threads.
+
+Legend: K Gaussians.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+__all__ = ["add_coefficients"]
+
+#: The line recurrence restarts from direct ``exp`` every this many modes.
+_RESEED = 32
+
+
+@njit(cache=True, inline="always")
+def _add_run(out, start: int, n: int, value: complex, r: complex, ratio: float) -> None:  # pragma: no cover
+    """out[start + i] += v_i for i < n, v_0 = value, v_{i+1} = v_i r_i, r_{i+1} = r_i ratio.
+
+    Two interleaved chains (even and odd i, each stepping by two) so consecutive complex
+    multiplications do not wait for each other.
+    """
+    odd = value * r
+    step_even = r * r * ratio  # r_i r_{i+1} at i = 0
+    ratio2 = ratio * ratio
+    step_odd = step_even * ratio2
+    ratio4 = ratio2 * ratio2
+    i = 0
+    while i + 1 < n:
+        out[start + i] += value
+        out[start + i + 1] += odd
+        value *= step_even
+        odd *= step_odd
+        step_even *= ratio4
+        step_odd *= ratio4
+        i += 2
+    if i < n:
+        out[start + i] += value
+
+
+@njit(cache=True, parallel=True)
+def _coefficients(metric, pref, extents, radius_sq, phase1, phase2, phase3, shape, out):  # pragma: no cover
+    """Add every Gaussian's coefficients into ``out`` (complex, flat (N1, N2, N3 // 2 + 1)), plane by plane.
+
+    metric (K, 3, 3): A_k; pref (K,): w_k / V; extents (K, 3) int64: the largest |m_a| of
+    each Gaussian's ellipsoid q <= radius_sq (each below N_a / 2); phase1, phase2 (K, 2 E + 1)
+    and phase3 (K, E + 1): exp(-2 pi i m f_k,a) for m from -E (0 along the third axis), E
+    the largest extent along the axis.
+    """
+    n1, n2, nh = shape[0], shape[1], shape[2]
+    top1, top2 = (phase1.shape[1] - 1) // 2, (phase2.shape[1] - 1) // 2
+    for task in prange(2 * top1 + 1):
+        m1 = task - top1
+        i1 = m1 % n1
+        for k in range(extents.shape[0]):
+            if abs(m1) > extents[k, 0]:
+                continue
+            a = metric[k, 2, 2]
+            inv_a = 1.0 / a
+            ratio = math.exp(-a)
+            turn = phase3[k, 1] if phase3.shape[1] > 1 else 1.0 + 0.0j
+            plane = pref[k] * phase1[k, task]
+            e2 = extents[k, 1]
+            for m2 in range(-e2, e2 + 1):
+                b = metric[k, 0, 2] * m1 + metric[k, 1, 2] * m2
+                c = metric[k, 0, 0] * m1 * m1 + 2.0 * metric[k, 0, 1] * m1 * m2 + metric[k, 1, 1] * m2 * m2
+                disc = b * b - a * (c - radius_sq)
+                if disc < 0.0:
+                    continue
+                root = math.sqrt(disc)
+                l0 = max(0, int(math.ceil((-b - root) * inv_a)))
+                l1 = min(extents[k, 2], int(math.floor((-b + root) * inv_a))) + 1
+                if l0 >= l1:
+                    continue
+                row = (i1 * n2 + m2 % n2) * nh
+                line = plane * phase2[k, m2 + top2]
+                first = l0
+                while first < l1:
+                    stop = min(l1, first + _RESEED)
+                    value = line * phase3[k, first] * math.exp(-0.5 * (c + first * (2.0 * b + first * a)))
+                    r = turn * math.exp(-(b + (first + 0.5) * a))
+                    _add_run(out, row + first, stop - first, value, r, ratio)
+                    first = stop
+
+
+def add_coefficients(metric: np.ndarray, frac: np.ndarray, pref: np.ndarray, extents: np.ndarray,
+                     radius_sq: float, out: np.ndarray) -> None:
+    """Add the coefficients of the Gaussians into ``out`` in place (see the module docstring).
+
+    Parameters
+    ----------
+    metric : ndarray, shape (K, 3, 3), float64
+        A_k = B Sigma_k B^T (dimensionless: q is in squared standard deviations).
+    frac : ndarray, shape (K, 3), float64
+        Centres minus the grid's origin, in fractions of the cell vectors.
+    pref : ndarray, shape (K,), float64, electrons / Angstrom^3
+        Weight over cell volume.
+    extents : ndarray, shape (K, 3), int64
+        Largest |m_a| of each ellipsoid; each below half the grid's points along the axis.
+    radius_sq : float
+        R^2: modes with q > R^2 are left out.
+    out : ndarray, shape (N1, N2, N3 // 2 + 1), complex128
+        Half spectrum, added to.
+    """
+    if not len(pref):
+        return
+    assert out.flags.c_contiguous  # the kernel adds into a flat view of it
+    top = extents.max(0)
+    phases = [np.exp(-2j * np.pi * frac[:, a, None] * np.arange(-top[a] if a < 2 else 0, top[a] + 1))
+              for a in range(3)]  # (K, 2 E + 1) or (K, E + 1)
+    _coefficients(np.ascontiguousarray(metric), np.ascontiguousarray(pref),
+                  np.ascontiguousarray(extents, dtype=np.int64), float(radius_sq), *phases,
+                  np.array(out.shape, dtype=np.int64), out.reshape(-1))  # fmt: skip
