@@ -278,7 +278,7 @@ class ElectraCalculator(Calculator):
         planes, flat in the vacuum (:func:`~ase_electra.properties.potential_on_grid`).
         Wires are refused. A ``grid`` for periodic atoms must be periodic along the same
         axes with the lattice vectors as its cell rows there (``Grid.for_cell``). Cost with
-        the default model and grid: about 1 s per QM9 molecule on one CPU thread.
+        the default model and grid: 1.2 s of CPU per QM9 molecule (one thread).
         """
         if grid is not None and not isinstance(grid, Grid):
             raise CalculatorInputError(f"grid: expected an ase_electra Grid, got {type(grid).__name__}")
