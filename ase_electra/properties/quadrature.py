@@ -27,15 +27,34 @@ from functools import cache
 import numpy as np
 import torch
 from ase.data import covalent_radii
+from scipy.spatial import cKDTree
 
 from ..errors import InvalidInputError
 from ..gaussians import GaussianMixture
+from ._cells import Cells, bin_points, within
+from ._kernels import becke_weights
 
-__all__ = ["standard_normal_rule", "gaussian_nodes", "becke_grid", "DEFAULT_RADIAL", "DEFAULT_THETA"]
+__all__ = [
+    "standard_normal_rule", "gaussian_nodes", "becke_shells", "becke_adjustment", "becke_grid", "becke_partition",
+    "sorted_becke_partition", "DEFAULT_RADIAL", "DEFAULT_THETA", "BECKE_REACH", "NEGLIGIBLE_CELL", "CELL",
+]
 
 #: Radial nodes and Gauss-Legendre nodes in cos(theta) of the default rule (8 x 6 x 12 nodes).
 DEFAULT_RADIAL = 8
 DEFAULT_THETA = 6
+
+#: Becke cells at a point are built from the atoms within this distance beyond its nearest
+#: atom, Angstrom (:func:`becke_partition`). Against all atoms and all cells, the Hirshfeld
+#: charges of C10H22 (13 A long) move by 1.2e-6 e at 4 A, 8e-9 e at 8 A, 3e-15 e at 12 A;
+#: those of C30H62 (38 A) by 5e-8 e at 12 A.
+BECKE_REACH = 12.0
+
+#: A Becke cell below this fraction of the largest at a point is left out of the sum there
+#: (the weights move by less than this fraction per atom).
+NEGLIGIBLE_CELL = 1e-14
+
+#: Side of the cubes of the cell lists, Angstrom.
+CELL = 1.0
 
 
 @cache
@@ -114,16 +133,56 @@ def _angular_rule(n_theta: int) -> tuple[np.ndarray, np.ndarray]:
     return directions, np.outer(w_cos / 2.0, np.full(n_phi, 1.0 / n_phi)).reshape(-1)
 
 
+def becke_shells(
+    numbers: np.ndarray, positions: np.ndarray, n_radial: int = 30, n_theta: int = 12
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Atom-centred radial shells times the angular rule, before any partition.
+
+    Radial part: Gauss-Chebyshev of the second kind mapped by ``r = R (1 + x) / (1 - x)``
+    with ``R`` the covalent radius (shells crowd towards the nucleus, the first about
+    ``R (pi / n)^2 / 4`` from it); angular part: :func:`_angular_rule`.
+
+    Returns
+    -------
+    points : ndarray, shape (P, 3), Angstrom, with P = N n_radial 2 n_theta^2, atom by atom
+    weights : ndarray, shape (P,), Angstrom^3; each atom's own ``weights @ f(points)`` integrates f.
+    owner : ndarray of int, shape (P,), the atom each point belongs to.
+    """
+    numbers = np.asarray(numbers)
+    positions = np.asarray(positions, dtype=np.float64)
+    if n_radial < 2 or n_theta < 1:
+        raise InvalidInputError(f"n_radial, n_theta: expected >= 2 and >= 1, got {n_radial}, {n_theta}")
+    radii = covalent_radii[numbers]  # (N,) Angstrom
+    directions, angular_w = _angular_rule(n_theta)  # (A, 3), (A,)
+    i = np.arange(1, n_radial + 1)
+    x = np.cos(i * np.pi / (n_radial + 1))
+    w_x = np.pi / (n_radial + 1) * np.sin(i * np.pi / (n_radial + 1)) ** 2 / np.sqrt(1.0 - x * x)  # int dx
+    r = radii[:, None] * (1.0 + x) / (1.0 - x)  # (N, n)
+    w_r = 4.0 * np.pi * w_x * 2.0 * radii[:, None] / (1.0 - x) ** 2 * r * r  # (N, n) int 4 pi r^2 dr
+    points = positions[:, None, None] + r[:, :, None, None] * directions  # (N, n, A, 3)
+    weights = w_r[:, :, None] * angular_w  # (N, n, A)
+    owner = np.repeat(np.arange(len(numbers)), n_radial * len(angular_w))
+    return points.reshape(-1, 3), weights.reshape(-1), owner
+
+
+def becke_adjustment(numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Becke's size adjustment from covalent radii: each atom's element index (N,) and a_AB per element pair (E, E)."""
+    elements, kind = np.unique(np.asarray(numbers), return_inverse=True)
+    chi = covalent_radii[elements][:, None] / covalent_radii[elements][None, :]
+    u = (chi - 1.0) / (chi + 1.0)
+    return kind.reshape(-1).astype(np.int64), np.clip(u / (u * u - 1.0), -0.5, 0.5)
+
+
 def becke_grid(
     numbers: np.ndarray, positions: np.ndarray, n_radial: int = 30, n_theta: int = 12
 ) -> tuple[np.ndarray, np.ndarray]:
     """Atom-centred molecular grid with Becke's fuzzy-cell partition.
 
-    Radial part: Gauss-Chebyshev of the second kind mapped by ``r = R (1 + x) / (1 - x)``
-    with ``R`` the covalent radius (shells crowd towards the nucleus, the first about
-    ``R (pi / n)^2 / 4`` from it); angular part: :func:`_angular_rule`. Partition: Becke
-    (1988), three iterations of ``1.5 x - 0.5 x^3``, with his size adjustment from
-    covalent radii; each atom's cell weight is zero at every other nucleus.
+    Points and integration weights of :func:`becke_shells`, times Becke's (1988) partition:
+    three iterations of ``1.5 x - 0.5 x^3``, with his size adjustment from covalent radii;
+    each atom's cell weight is zero at every other nucleus. The cells at a point are built
+    from the atoms near it only (:func:`becke_partition`), so the cost grows linearly with
+    the atom count.
 
     Parameters
     ----------
@@ -139,50 +198,40 @@ def becke_grid(
     points : ndarray, shape (P, 3), Angstrom, with P = N n_radial 2 n_theta^2
     weights : ndarray, shape (P,), Angstrom^3; ``weights @ f(points)`` integrates f.
     """
-    numbers = np.asarray(numbers)
+    points, weights, owner = becke_shells(numbers, positions, n_radial, n_theta)
+    return points, weights * becke_partition(points, owner, numbers, positions)
+
+
+def becke_partition(
+    points: np.ndarray, owner: np.ndarray, numbers: np.ndarray, positions: np.ndarray, reach: float = BECKE_REACH
+) -> np.ndarray:
+    """Becke partition weight (P,) of atom ``owner[p]`` at each of ``points`` (P, 3), Angstrom.
+
+    The cells at a point are built from every atom within ``reach`` (Angstrom) beyond its
+    nearest atom, and from some farther ones: the lists are drawn up per cube of side
+    ``CELL``. Atoms left off count neither as cells nor as factors of the others' cells;
+    cells below ``NEGLIGIBLE_CELL`` of the largest at the point are left out of the sum. All
+    points in a cube see the same atoms, so the weights of all atoms at a point still sum
+    to one. On C10H22 these weights are those of all atoms and all cells to 2e-14
+    (``tests/test_hirshfeld.py``).
+    """
+    cells = bin_points(points, CELL)
+    order, start = cells.sorted()
+    out = np.empty(len(points))
+    out[order] = sorted_becke_partition(points[order], np.asarray(owner)[order], start, cells, numbers, positions,
+                                        reach)
+    return out
+
+
+def sorted_becke_partition(
+    points: np.ndarray, owner: np.ndarray, point_start: np.ndarray, cells: Cells, numbers: np.ndarray,
+    positions: np.ndarray, reach: float = BECKE_REACH,
+) -> np.ndarray:
+    """:func:`becke_partition` of points sorted by the cubes of ``cells``: cube c holds
+    ``points[point_start[c]:point_start[c + 1]]`` (:meth:`Cells.sorted`)."""
     positions = np.asarray(positions, dtype=np.float64)
-    if n_radial < 2 or n_theta < 1:
-        raise InvalidInputError(f"n_radial, n_theta: expected >= 2 and >= 1, got {n_radial}, {n_theta}")
-    radii = covalent_radii[numbers]  # (N,) Angstrom
-    directions, angular_w = _angular_rule(n_theta)
-    i = np.arange(1, n_radial + 1)
-    x = np.cos(i * np.pi / (n_radial + 1))
-    w_x = np.pi / (n_radial + 1) * np.sin(i * np.pi / (n_radial + 1)) ** 2 / np.sqrt(1.0 - x * x)  # int dx
-    points, weights = [], []
-    for atom, (centre, radius) in enumerate(zip(positions, radii)):
-        r = radius * (1.0 + x) / (1.0 - x)  # (n,)
-        w_r = 4.0 * np.pi * w_x * 2.0 * radius / (1.0 - x) ** 2 * r * r  # (n,) int 4 pi r^2 dr
-        pts = centre + (r[:, None, None] * directions[None]).reshape(-1, 3)  # (n * A, 3)
-        w = (w_r[:, None] * angular_w[None]).reshape(-1)
-        points.append(pts)
-        weights.append(w * _becke_cell(pts, atom, positions, radii))
-    return np.concatenate(points), np.concatenate(weights)
-
-
-def _becke_cell(points: np.ndarray, atom: int, positions: np.ndarray, radii: np.ndarray) -> np.ndarray:
-    """Becke partition weight of ``atom`` at ``points`` (P, 3), shape (P,)."""
-    n = len(positions)
-    if n == 1:
-        return np.ones(len(points))
-    pts = torch.as_tensor(points)
-    pos = torch.as_tensor(positions)
-    dist = torch.cdist(pts, pos)  # (P, N)
-    separation = torch.cdist(pos, pos) + torch.eye(n, dtype=pos.dtype)  # (N, N), no zero division
-    chi = torch.as_tensor(radii)[:, None] / torch.as_tensor(radii)[None, :]
-    u = (chi - 1.0) / (chi + 1.0)
-    a = torch.clamp(u / (u * u - 1.0), -0.5, 0.5)  # (N, N) size adjustment
-    inv_sep = 1.0 / separation
-    idx = torch.arange(n)
-    out = torch.empty(len(pts), dtype=pos.dtype)
-    step = max(1, (1 << 22) // (n * n))
-    for start in range(0, len(pts), step):
-        d = dist[start:start + step]
-        nu = (d[:, :, None] - d[:, None, :]).mul_(inv_sep)  # (p, N, N): mu
-        nu.add_((1.0 - nu * nu).mul_(a))  # size-adjusted
-        for _ in range(3):
-            nu.mul_((nu * nu).mul_(-0.5).add_(1.5))
-        s = nu.neg_().add_(1.0).mul_(0.5)  # (p, N, N)
-        s[:, idx, idx] = 1.0
-        cell = s.prod(dim=2)  # (p, N)
-        out[start:start + step] = cell[:, atom] / cell.sum(dim=1)
-    return out.numpy()
+    nearest = cKDTree(positions).query(cells.centres)[0]  # (C,) Angstrom
+    atom_start, atoms = within(positions, cells.centres, nearest + 2.0 * cells.half_diagonal + reach)
+    kind, adjust = becke_adjustment(numbers)
+    return becke_weights(np.ascontiguousarray(points), np.asarray(owner, dtype=np.int64), point_start,
+                         cells.centres, atom_start, atoms, positions, kind, adjust, NEGLIGIBLE_CELL)
