@@ -15,15 +15,18 @@ still move by tens of percent between runs there.
 2. Crossover: K isotropic Gaussians of one width at random centres in cubic cells,
    0.1 Angstrom spacing: seconds with ``space="real"`` (numba) and ``space="reciprocal"``
    (numba coefficients + one inverse FFT), and what ``space="auto"`` chose.
-3. Structures: Si, NaCl, Al supercells with the promolecule and a molecule in periodic
+3. Structures: Si, NaCl, Al supercells with the promolecule and ethanol in periodic
    boxes with the shipped default model, on their cell grids (0.1 Angstrom): seconds
    real / auto, how many Gaussians auto summed in reciprocal space, and the largest
-   difference between the paths relative to the grid's largest value, against the real
-   path at its defaults (n_sigma = 5, tolerance 1e-9) and with its cut-off pushed out
-   (n_sigma = 8, tolerance 0).
+   difference between the paths relative to the grid's largest value (a core's peak)
+   and to the largest value of the reciprocal part alone: at the defaults (n_sigma = 5,
+   tolerance 1e-9: the real path's cut-off) and with both paths cut off at n_sigma = 8,
+   tolerance 0 (what is left is the reciprocal path's own error); the differences in
+   float64 (the default model predicts float32, whose rounding, 6e-8 of the largest
+   value, would hide them).
 
-``--calibrate`` fits the per-line, per-point, per-mode and FFT costs of ``_COSTS`` in
-``ase_electra/evaluate/reciprocal.py`` by least squares over timed runs, for numba and torch.
+``--calibrate`` fits the per-line, per-point, per-mode, per-call and FFT costs of ``_COSTS``
+in ``ase_electra/evaluate/reciprocal.py`` by least squares over timed runs, for numba and torch.
 """
 
 from __future__ import annotations
@@ -82,9 +85,9 @@ def clipped_values(m: GaussianMixture, grid: Grid) -> np.ndarray:
     boxes = rs.mode_boxes(m, grid)
     nyquist = torch.tensor([(n - 1) // 2 for n in grid.shape])
     clipped = rs.ModeBoxes(boxes.metric, boxes.frac, boxes.pref, torch.minimum(boxes.extents, nyquist), boxes.radius)
-    n1, n2, n3 = grid.shape
-    coefficients = rs._torch_coefficients(clipped, grid.shape, 1 << 21).reshape(n1, n2, n3 // 2 + 1)
-    return torch.fft.irfftn(coefficients, s=grid.shape, norm="forward").numpy()
+    top = clipped.extents.amax(0).tolist()
+    box = rs._torch_coefficients(clipped, top, 1 << 21).reshape(2 * top[0] + 1, 2 * top[1] + 1, top[2] + 1)
+    return rs._inverse(box, grid.shape).numpy()
 
 
 def width_table() -> None:
@@ -145,43 +148,53 @@ def structures(quick: bool) -> list[tuple[str, object, str]]:
 
 
 def structure_table(repeats: int, quick: bool) -> None:
-    print("3. structures on their cell grids (0.1 A), numba, 1 thread")
-    print("  structure           V (A^3)  points       K  recip  real (s)  auto (s)  speed-up  "
-          "max|diff|/max: real default  real n_sigma=8")
+    print("3. structures on their cell grids (0.1 A), numba, 1 thread: seconds real | auto, Gaussians auto sums in "
+          "reciprocal space, max |auto - real| relative to the grid's largest value and to the largest value of the "
+          "reciprocal part, at the default cut-off and with both cut off at n_sigma = 8, tolerance 0")
+    print("  structure           V (A^3)  points         K  recip  real (s)  auto (s)  speed-up  "
+          "diff/max  diff/max recip  (n_sigma 8)")
     models = {}
     for label, atoms, name in structures(quick):
         model = models.setdefault(name, load_model(name))
         with torch.no_grad():
             m = model.predict([atoms]).structure(0)
         grid = Grid.for_cell(atoms.cell.array, 0.1)
-        real = evaluate(m, grid, space="real").double()
-        auto = evaluate(m, grid, space="auto").double()
         t_real = best_of(lambda: evaluate(m, grid, space="real"), repeats)
         t_auto = best_of(lambda: evaluate(m, grid, space="auto"), repeats)
-        n_recip = int(rs.reciprocal_share(m, grid, "numba", "auto", 5.0, 1e-9, 1 << 31).sum())
-        top = float(real.max())
-        diff = float((auto - real).abs().max()) / top
-        if n_recip:
-            converged = evaluate(m, grid, space="real", n_sigma=8.0, tolerance=0.0).double()
-            diff8 = f"{float((auto - converged).abs().max()) / top:.1e}"
-        else:
-            diff8 = "same path"
-        print(f"  {label:18} {atoms.cell.volume:8.0f}  {grid.n_points:10,}  {m.n_gaussians:5}  {n_recip:5}  "
-              f"{t_real:8.3f}  {t_auto:8.3f}  {t_real / t_auto:7.2f}x  {diff:.1e}                {diff8}", flush=True)
+        share = rs.reciprocal_share(m, grid, "numba", "auto", 5.0, 1e-9, 1 << 31)
+        line = (f"  {label:18} {atoms.cell.volume:8.0f}  {grid.n_points:10,}  {m.n_gaussians:5}  {int(share.sum()):5}  "
+                f"{t_real:8.3f}  {t_auto:8.3f}  {t_real / t_auto:7.2f}x")
+        if share.any():
+            m = m.to(dtype=torch.float64)  # the default model's float32 output would show its own rounding (6e-8)
+            wide = GaussianMixture(m.weights[share], m.centres[share], m.scale_tril[share])
+            top = float(rs.evaluate_reciprocal(wide, grid).max())
+            diff = evaluate(m, grid, space="auto") - evaluate(m, grid, space="real")
+            far = {"n_sigma": 8.0, "tolerance": 0.0}
+            diff8 = evaluate(m, grid, space="auto", **far) - evaluate(m, grid, space="real", **far)
+            largest = float(evaluate(m, grid, space="real").max())
+            line += (f"  {float(diff.abs().max()) / largest:8.1e}  {float(diff.abs().max()) / top:14.1e}  "
+                     f"{float(diff8.abs().max()) / top:11.1e}")
+        print(line, flush=True)
 
 
 # ---------------------------------------------------------------------- calibration
 def elongated(k: int, length: float, sigma_xy: float, sigma_z: float, seed: int = 0) -> GaussianMixture:
-    """K unit Gaussians, widths (sigma_xy, sigma_xy, sigma_z) Angstrom, at random centres in a cube."""
+    """K unit Gaussians of widths (sigma_xy, sigma_xy, sigma_z) Angstrom along randomly turned axes,
+    at random centres in a cube."""
     m = isotropic(k, length, 1.0, seed)
-    tril = torch.diag(torch.tensor([sigma_xy, sigma_xy, sigma_z], dtype=torch.float64)).repeat(k, 1, 1)
-    return GaussianMixture(m.weights, m.centres, tril)
+    turn, _ = torch.linalg.qr(torch.randn(k, 3, 3, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
+    variances = torch.tensor([sigma_xy, sigma_xy, sigma_z], dtype=torch.float64) ** 2
+    covariances = turn @ torch.diag(variances) @ turn.transpose(-1, -2)
+    return GaussianMixture.from_covariances(m.weights, m.centres, 0.5 * (covariances + covariances.transpose(-1, -2)))
 
 
 def calibrate(repeats: int) -> None:
-    """Non-negative least-squares fit of the costs (seconds): real = line * lines + point * points
-    + fill * N; coefficients = mode_line * lines + mode * modes; FFT (with the spectrum's allocation)
-    = fft * N log2 N. Gaussians stretched or squeezed along z separate lines from points."""
+    """Non-negative least-squares fits of the costs (seconds), relative residuals weighing small and
+    large runs alike: real = line * lines + point * points + fill * N; coefficients = mode_line *
+    lines + mode * modes (Gaussians stretched and squeezed along one axis separate lines from
+    points); the rest of a reciprocal evaluation (one Gaussian 0.4 or 1.5 Angstrom wide: pruned
+    inverse FFT, sum with the real part, bookkeeping) = call + fft * N log2 N (1/2 + 2 (T3 + 1) / N3)
+    on cells of 2 to 20 Angstrom."""
     from scipy.optimize import nnls
 
     from ase_electra.evaluate import _numba
@@ -198,23 +211,29 @@ def calibrate(repeats: int) -> None:
         lines = (2 * e[:, 0] + 1) * (2 * e[:, 1] + 1)
         recip_terms = [float(lines.sum()), float((math.pi / 6 * lines * (e[:, 2] + 1)).sum())]
         arrays = [t.numpy() for t in (boxes.metric, boxes.frac, boxes.pref, boxes.extents)]
-        n1, n2, n3 = grid.shape
-        spectrum = np.zeros((n1, n2, n3 // 2 + 1), dtype=np.complex128)
+        top = boxes.extents.amax(0).tolist()
+        box = np.zeros((2 * top[0] + 1, 2 * top[1] + 1, top[2] + 1), dtype=np.complex128)
         timed = {
             ("real", "numba"): (real_terms, lambda: _numba.evaluate_grid(m, grid, 5.0, 1e-9)),
             ("real", "torch"): (real_terms, lambda: evaluate(m, grid, backend="torch", space="real")),
-            ("modes", "numba"): (recip_terms, lambda: add_coefficients(*arrays, rs.RADIUS**2, spectrum)),
-            ("modes", "torch"): (recip_terms, lambda: rs._torch_coefficients(boxes, grid.shape, 1 << 21)),
-            ("fft", "both"): ([grid.n_points * math.log2(grid.n_points)], lambda: torch.fft.irfftn(
-                torch.zeros(n1, n2, n3 // 2 + 1, dtype=torch.complex128), s=grid.shape, norm="forward")),
+            ("modes", "numba"): (recip_terms, lambda: add_coefficients(*arrays, rs.RADIUS**2, box)),
+            ("modes", "torch"): (recip_terms, lambda: rs._torch_coefficients(boxes, top, 1 << 21)),
         }
         for key, (terms, f) in timed.items():
             f()
             rows.setdefault(key, []).append((terms, best_of(f, repeats)))
         print(f"  timed L={length} sigma_xy={sigma_xy} sigma_z={sigma_z}", flush=True)
+    for length, sigma in itertools.product((2.0, 4.0, 6.0, 8.0, 10.0, 12.8, 15.0, 18.0, 20.0), (0.4, 1.5)):
+        grid = Grid.for_cell(np.eye(3) * length, 0.1)
+        m = isotropic(1, length, sigma)
+        evaluate(m, grid, space="reciprocal")
+        seconds = best_of(lambda: evaluate(m, grid, space="reciprocal"), repeats)
+        share = 0.5 + 2.0 * (int(rs.mode_boxes(m, grid).extents[0, 2]) + 1) / grid.shape[2]
+        rows.setdefault(("inverse", "both"), []).append(([1.0, grid.n_points * math.log2(grid.n_points) * share], seconds))
+        print(f"  timed one Gaussian, L={length} sigma={sigma}", flush=True)
     for key, data in rows.items():
         a, t = np.array([x for x, _ in data]), np.array([s for _, s in data])
-        fit, _ = nnls(a / t[:, None], np.ones(len(t)))  # relative residuals: small and large runs weigh alike
+        fit, _ = nnls(a / t[:, None], np.ones(len(t)))
         worst = np.abs(a @ fit / t - 1).max()
         print(f"  {key}: " + ", ".join(f"{c:.3g}" for c in fit) + f" s  (worst relative misfit {worst:.0%})")
 

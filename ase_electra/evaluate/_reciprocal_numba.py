@@ -60,18 +60,17 @@ def _add_run(out, start: int, n: int, value: complex, r: complex, ratio: float) 
 
 @njit(cache=True, parallel=True)
 def _coefficients(metric, pref, extents, radius_sq, phase1, phase2, phase3, shape, out):  # pragma: no cover
-    """Add every Gaussian's coefficients into ``out`` (complex, flat (N1, N2, N3 // 2 + 1)), plane by plane.
+    """Add every Gaussian's coefficients into ``out`` (complex, the flat box ``shape`` = (2 T1 + 1,
+    2 T2 + 1, T3 + 1) of modes |m_a| <= T_a, m3 >= 0), plane by plane.
 
     metric (K, 3, 3): A_k; pref (K,): w_k / V; extents (K, 3) int64: the largest |m_a| of
-    each Gaussian's ellipsoid q <= radius_sq (each below N_a / 2); phase1, phase2 (K, 2 E + 1)
-    and phase3 (K, E + 1): exp(-2 pi i m f_k,a) for m from -E (0 along the third axis), E
-    the largest extent along the axis.
+    each Gaussian's ellipsoid q <= radius_sq, T their maxima; phase1, phase2 (K, 2 T + 1) and
+    phase3 (K, T + 1): exp(-2 pi i m f_k,a) for m from -T (0 along the third axis).
     """
-    n1, n2, nh = shape[0], shape[1], shape[2]
+    n2, nh = shape[1], shape[2]
     top1, top2 = (phase1.shape[1] - 1) // 2, (phase2.shape[1] - 1) // 2
     for task in prange(2 * top1 + 1):
         m1 = task - top1
-        i1 = m1 % n1
         for k in range(extents.shape[0]):
             if abs(m1) > extents[k, 0]:
                 continue
@@ -92,7 +91,7 @@ def _coefficients(metric, pref, extents, radius_sq, phase1, phase2, phase3, shap
                 l1 = min(extents[k, 2], int(math.floor((-b + root) * inv_a))) + 1
                 if l0 >= l1:
                     continue
-                row = (i1 * n2 + m2 % n2) * nh
+                row = (task * n2 + m2 + top2) * nh
                 line = plane * phase2[k, m2 + top2]
                 first = l0
                 while first < l1:
@@ -116,16 +115,17 @@ def add_coefficients(metric: np.ndarray, frac: np.ndarray, pref: np.ndarray, ext
     pref : ndarray, shape (K,), float64, electrons / Angstrom^3
         Weight over cell volume.
     extents : ndarray, shape (K, 3), int64
-        Largest |m_a| of each ellipsoid; each below half the grid's points along the axis.
+        Largest |m_a| of each ellipsoid.
     radius_sq : float
         R^2: modes with q > R^2 are left out.
-    out : ndarray, shape (N1, N2, N3 // 2 + 1), complex128
-        Half spectrum, added to.
+    out : ndarray, shape (2 T1 + 1, 2 T2 + 1, T3 + 1), complex128
+        Coefficients of the modes |m_a| <= T_a (T = the largest extents), m3 >= 0, mode
+        (m1, m2, m3) at (m1 + T1, m2 + T2, m3); added to.
     """
     if not len(pref):
         return
-    assert out.flags.c_contiguous  # the kernel adds into a flat view of it
     top = extents.max(0)
+    assert out.shape == (2 * top[0] + 1, 2 * top[1] + 1, top[2] + 1) and out.flags.c_contiguous  # a flat view is added to
     phases = [np.exp(-2j * np.pi * frac[:, a, None] * np.arange(-top[a] if a < 2 else 0, top[a] + 1))
               for a in range(3)]  # (K, 2 E + 1) or (K, E + 1)
     _coefficients(np.ascontiguousarray(metric), np.ascontiguousarray(pref),

@@ -38,11 +38,18 @@ wants one near the limit.
 ellipsoid in real space, (4/3) pi n^3 sqrt(det Sigma) / v (v the voxel volume, n the
 cut-off radius in standard deviations), and about the number of modes inside its
 coefficient ellipsoid in reciprocal space, (2/3) pi R^3 V / ((2 pi)^3 sqrt(det Sigma))
-(half the spectrum); the inverse FFT costs once, N log N. So reciprocal space wins for
-Gaussians wide compared with the cell, per Gaussian where the cell volume V is below
-about 250 sigma^6 / h^3 at equal cost per point and mode (isotropic, spacing h, n = 5),
-and in all where those savings exceed the FFT. :func:`reciprocal_share` makes the choice
-with costs per line, point and mode measured on one CPU thread (``_COSTS``).
+(half the spectrum); the inverse FFT costs once, N log N, pruned to the modes in use. So
+reciprocal space wins for Gaussians wide compared with the cell, per Gaussian where the
+cell volume V is below about 250 sigma^6 / h^3 at equal cost per point and mode
+(isotropic, spacing h, n = 5), and in all where those savings exceed the FFT: with many
+wide Gaussians in small cells, not with few in large ones. :func:`reciprocal_share`
+makes the choice with costs per line, point, mode and FFT measured on one CPU thread
+(``_COSTS``). Measured (``benchmarks/reciprocal_density.py``, one thread of a shared
+2-core CPU, 0.1 Angstrom grids): 128 isotropic 0.8 Angstrom Gaussians in a 10 Angstrom
+cube take 0.111 s in real space and 0.021 s here, in a 20 Angstrom cube 0.214 and 0.474 s
+(auto stays real); promolecule crystals with ``space="auto"`` run 1.4 to 6 times faster
+(Al 3x3x3 conventional cells 0.61 -> 0.11 s, NaCl 0.5 -> 0.08 s at 2x2x2), the default
+model's ethanol in an 8 Angstrom periodic box 1.4 times.
 
 **Voxel sampling.** ``sampling="voxel"`` widens only Gaussians whose variance in voxel
 units is below 0.5 along some direction (``_voxel.py``). A Gaussian that fits the grid
@@ -167,8 +174,68 @@ def plane_wave_coefficients(
 
     Returns
     -------
-    Tensor, shape (N1, N2, N3 // 2 + 1), complex128, e/Angstrom^3, on the mixture's device.
+    Tensor, shape (N1, N2, N3 // 2 + 1), complex128, e/Angstrom^3, on the mixture's device:
+    the coefficient of mode (m1, m2, m3) at index (m1 mod N1, m2 mod N2, m3).
     """
+    box = _coefficient_box(mixture, grid, radius, compiled, work_points)  # (2 T1 + 1, 2 T2 + 1, T3 + 1)
+    n1, n2, n3 = grid.shape
+    spread = _spread(_spread(box, 0, n1), 1, n2)
+    return torch.nn.functional.pad(spread, (0, n3 // 2 - box.shape[2] + 1))
+
+
+def evaluate_reciprocal(
+    mixture: GaussianMixture,
+    grid: Grid,
+    *,
+    radius: float = RADIUS,
+    compiled: bool | None = None,
+    work_points: int = 1 << 21,
+) -> torch.Tensor:
+    """Density of ``mixture`` (every Gaussian fitting the grid) on the periodic ``grid``; see the module docstring.
+
+    The inverse FFT is pruned: the modes lie within the widest coefficient box, |m_a| <= T_a,
+    so the transform along the first axis runs only over the (2 T2 + 1)(T3 + 1) lines that
+    hold modes, the one along the second axis over N1 (T3 + 1) lines, and only the last
+    (a real inverse FFT) over all N1 N2 lines.
+
+    Parameters
+    ----------
+    mixture : GaussianMixture
+        One structure; centres in Angstrom. Signed weights are summed as they are (no clamp).
+    grid : Grid
+        Periodic along all three axes.
+    radius, compiled, work_points
+        As in :func:`plane_wave_coefficients`.
+
+    Returns
+    -------
+    Tensor, shape ``grid.shape``, float64, e/Angstrom^3, on the mixture's device;
+    differentiable unless ``compiled``.
+    """
+    return _inverse(_coefficient_box(mixture, grid, radius, compiled, work_points), grid.shape)
+
+
+def _inverse(box: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """Grid values (``shape``) of the coefficient box (2 T1 + 1, 2 T2 + 1, T3 + 1): the pruned inverse FFT."""
+    n1, n2, n3 = shape
+    lines = torch.fft.ifft(_spread(box, 0, n1), dim=0, norm="forward")  # (N1, 2 T2 + 1, T3 + 1)
+    lines = torch.fft.ifft(_spread(lines, 1, n2), dim=1, norm="forward")  # (N1, N2, T3 + 1)
+    return torch.fft.irfft(lines, n=n3, dim=2, norm="forward")  # modes above T3 are zero
+
+
+def _spread(box: torch.Tensor, dim: int, n: int) -> torch.Tensor:
+    """Modes -T..T along ``dim`` (centred, 2 T + 1 entries) laid out FFT-style in ``n`` entries."""
+    t = (box.shape[dim] - 1) // 2
+    gap = list(box.shape)
+    gap[dim] = n - 2 * t - 1
+    return torch.cat([box.narrow(dim, t, t + 1), box.new_zeros(gap), box.narrow(dim, 0, t)], dim)
+
+
+def _coefficient_box(
+    mixture: GaussianMixture, grid: Grid, radius: float, compiled: bool | None, work_points: int
+) -> torch.Tensor:
+    """Coefficients on the box of modes |m_a| <= T_a, m3 >= 0 (T the largest extents), complex128,
+    shape (2 T1 + 1, 2 T2 + 1, T3 + 1), mode (m1, m2, m3) at (m1 + T1, m2 + T2, m3)."""
     if not all(grid.pbc):
         raise InvalidInputError(f"reciprocal space: the grid must be periodic along all three axes, got pbc {grid.pbc}")
     if not radius >= RADIUS:
@@ -181,24 +248,25 @@ def plane_wave_coefficients(
             f"reciprocal space: Gaussian {k} is too narrow for grid ({grid.describe()}): its transform reaches past "
             "the grid's Nyquist frequency (fits_grid); evaluate it in real space"
         )
+    top = boxes.extents.amax(0).tolist() if mixture.n_gaussians else [0, 0, 0]
+    shape = (2 * top[0] + 1, 2 * top[1] + 1, top[2] + 1)
     if compiled is None:
         compiled = mixture.device.type == "cpu" and not _needs_grad(mixture) and _has_numba()
-    n1, n2, n3 = grid.shape
     if compiled:
         from ._reciprocal_numba import add_coefficients
 
-        out = np.zeros((n1, n2, n3 // 2 + 1), dtype=np.complex128)
+        out = np.zeros(shape, dtype=np.complex128)
         add_coefficients(*(t.detach().cpu().numpy() for t in (boxes.metric, boxes.frac, boxes.pref, boxes.extents)),
                          radius**2, out)  # fmt: skip
         return torch.from_numpy(out).to(mixture.device)
-    return _torch_coefficients(boxes, grid.shape, work_points).reshape(n1, n2, n3 // 2 + 1)
+    return _torch_coefficients(boxes, top, work_points).reshape(shape)
 
 
-def _torch_coefficients(boxes: ModeBoxes, shape: tuple[int, int, int], work_points: int) -> torch.Tensor:
-    """Flat half spectrum (N1 N2 (N3 // 2 + 1),) complex128, summed chunk by chunk of similar boxes."""
-    n1, n2, n3 = shape
+def _torch_coefficients(boxes: ModeBoxes, top: list[int], work_points: int) -> torch.Tensor:
+    """Flat coefficient box ((2 T1 + 1)(2 T2 + 1)(T3 + 1),) complex128 (``top`` = T), summed chunk by
+    chunk of Gaussians with similar boxes."""
     device = boxes.pref.device
-    out = torch.zeros(n1 * n2 * (n3 // 2 + 1), dtype=torch.complex128, device=device)
+    out = torch.zeros((2 * top[0] + 1) * (2 * top[1] + 1) * (top[2] + 1), dtype=torch.complex128, device=device)
     e = boxes.extents
     volume = ((2 * e[:, 0] + 1) * (2 * e[:, 1] + 1) * (e[:, 2] + 1)).tolist()  # (K,) modes in each box
     order = sorted(range(len(volume)), key=volume.__getitem__)
@@ -219,7 +287,7 @@ def _torch_coefficients(boxes: ModeBoxes, shape: tuple[int, int, int], work_poin
         theta = -2.0 * math.pi * boxes.frac[chunk] @ m.T  # (K, M)
         size = boxes.pref[chunk, None] * torch.exp(-0.5 * q).masked_fill(q.detach() > boxes.radius**2, 0.0)  # (K, M)
         values = torch.complex((size * torch.cos(theta)).sum(0), (size * torch.sin(theta)).sum(0))  # (M,)
-        index = ((modes[:, 0] % n1) * n2 + modes[:, 1] % n2) * (n3 // 2 + 1) + modes[:, 2]  # (M,)
+        index = ((modes[:, 0] + top[0]) * (2 * top[1] + 1) + modes[:, 1] + top[1]) * (top[2] + 1) + modes[:, 2]
         out.index_add_(0, index, values)
     return out
 
@@ -236,29 +304,6 @@ def _quadratic_coefficients(metric: torch.Tensor) -> torch.Tensor:
     return torch.stack([a[:, 0, 0], a[:, 1, 1], a[:, 2, 2], 2 * a[:, 0, 1], 2 * a[:, 0, 2], 2 * a[:, 1, 2]], 1)
 
 
-def evaluate_reciprocal(
-    mixture: GaussianMixture, grid: Grid, *, radius: float = RADIUS, compiled: bool | None = None
-) -> torch.Tensor:
-    """Density of ``mixture`` (every Gaussian fitting the grid) on the periodic ``grid``; see the module docstring.
-
-    Parameters
-    ----------
-    mixture : GaussianMixture
-        One structure; centres in Angstrom. Signed weights are summed as they are (no clamp).
-    grid : Grid
-        Periodic along all three axes.
-    radius, compiled
-        As in :func:`plane_wave_coefficients`.
-
-    Returns
-    -------
-    Tensor, shape ``grid.shape``, float64, e/Angstrom^3, on the mixture's device;
-    differentiable unless ``compiled``.
-    """
-    coefficients = plane_wave_coefficients(mixture, grid, radius=radius, compiled=compiled)
-    return torch.fft.irfftn(coefficients, s=grid.shape, norm="forward")
-
-
 def reciprocal_share(
     mixture: GaussianMixture,
     grid: Grid,
@@ -272,10 +317,11 @@ def reciprocal_share(
 
     "real": none. "reciprocal": every Gaussian that fits the grid at
     ``coefficient_radius(n_sigma)`` and reaches above ``tolerance`` (the real path skips
-    the others). "auto": on the CPU, those among them whose modes cost less than their
-    real-space points (``_COSTS`` for ``backend``), provided the savings exceed the inverse
-    FFT and the spectrum fits in ``max_bytes`` beside the grid; on a GPU none (not
-    measured there).
+    the others). "auto": on the CPU, the share that the cost model (``_COSTS`` for
+    ``backend``) finds fastest, if any: the candidates, widest first, are taken as long as
+    the total falls, the inverse FFT's cost growing with the largest mode along the last
+    axis; on a GPU none (not measured there). A grid whose spectrum would not fit in
+    ``max_bytes`` stays real.
     """
     none = torch.zeros(mixture.n_gaussians, dtype=torch.bool, device=mixture.device)
     if space == "real":
@@ -308,22 +354,36 @@ def reciprocal_share(
     costs = _COSTS["numba" if backend == "numba" and not _needs_grad(mixture) else "torch"]
     real = _real_cost(boxes.dims.double(), costs)  # (K,) seconds
     recip = _reciprocal_cost(modes.extents.double(), costs)
-    cheaper = candidates & (recip < real)
-    fft = costs.fft * grid.n_points * math.log2(grid.n_points)
-    if float((real - recip)[cheaper].sum()) > fft:
-        return cheaper
-    return none
+    # Widest first (smallest coefficient boxes); prefix j sums the j + 1 widest in reciprocal space.
+    order = torch.nonzero(candidates).flatten()
+    order = order[torch.argsort(modes.extents[order].prod(-1), stable=True)]
+    if not len(order):
+        return none
+    top = torch.cummax(modes.extents[order, 2], 0).values.double()  # (J,) largest m3 of each prefix
+    n3 = grid.shape[2]
+    inverse = costs.call + costs.fft * grid.n_points * math.log2(grid.n_points) * (0.5 + 2.0 * (top + 1) / n3)
+    total = torch.cumsum(recip[order] - real[order], 0) + inverse  # (J,) seconds more than all real
+    best = int(torch.argmin(total))
+    if float(total[best]) >= 0.0:
+        return none
+    share = none.clone()
+    share[order[: best + 1]] = True
+    return share
 
 
 @dataclass(frozen=True)
 class _Cost:
-    """Seconds per real-space line and point, per reciprocal line and mode, and per N log2 N of the FFT."""
+    """Seconds per real-space line and point, per reciprocal line and mode, per N log2 N of the
+    inverse FFT (times 1/2 + 2 (T3 + 1) / N3, the share of the pruned transform's work for
+    modes up to T3 along the last axis), and per reciprocal evaluation (bookkeeping, the sum
+    with the real part)."""
 
     line: float
     point: float
     mode_line: float
     mode: float
     fft: float
+    call: float
 
 
 def _real_cost(dims: torch.Tensor, c: _Cost) -> torch.Tensor:
@@ -338,12 +398,14 @@ def _reciprocal_cost(extents: torch.Tensor, c: _Cost) -> torch.Tensor:
     return c.mode_line * lines + c.mode * (math.pi / 6.0) * lines * (extents[:, 2] + 1)
 
 
-#: Measured on one thread of this project's shared 2-core CPU (``benchmarks/reciprocal_density.py
-#: --calibrate``, 32 Gaussians stretched and squeezed along z in 6 and 10 Angstrom cells at 0.1 Angstrom;
-#: rounded means of two runs whose fits moved by up to 50 % with the machine's load).
+#: Measured on one thread of this project's 2-core CPU, shared with training and labelling (load
+#: average 5 to 8.5), by ``benchmarks/reciprocal_density.py --calibrate`` (fits that moved by up to
+#: 50 % between runs with the load) and checked on the default model's Gaussians in a 14 Angstrom
+#: box, whose modes and inverse FFT took 1.6 and 1.8 times the fitted costs: the reciprocal costs
+#: are set at the upper end, so that where the model is unsure the real path stays.
 _COSTS = {
-    "numba": _Cost(line=1.0e-7, point=4.7e-9, mode_line=4.8e-8, mode=4.3e-9, fft=1.1e-9),
-    "torch": _Cost(line=6.0e-7, point=9.0e-8, mode_line=5.0e-9, mode=1.1e-7, fft=1.1e-9),
+    "numba": _Cost(line=9e-8, point=4.5e-9, mode_line=6e-8, mode=6e-9, fft=2.5e-9, call=5e-3),
+    "torch": _Cost(line=3e-7, point=1.1e-7, mode_line=5e-9, mode=1.5e-7, fft=2.5e-9, call=5e-3),
 }
 
 
