@@ -31,7 +31,7 @@ at 1 voxel, 1.8e-5 at 1.5, 3.3e-7 at 1.75, 8.4e-9 at 2.0 and below 1e-8 for ever
 Gaussian that fits. Those go to reciprocal space; narrower ones (all-electron cores and
 most of a molecule's Gaussians on a 0.1 Angstrom grid) stay on the real-space path
 (``_numba``, ``_torch``, ``_cupy``), where they are cheap anyway: a Gaussian's real-space
-cost falls with its width and its reciprocal cost rises, so the cost model below rarely
+cost grows with its width and its reciprocal cost shrinks, so the cost model below rarely
 wants one near the limit.
 
 **Where it pays.** A Gaussian costs about the number of points inside its cut-off
@@ -48,8 +48,10 @@ makes the choice with costs per line, point, mode and FFT measured on one CPU th
 2-core CPU, 0.1 Angstrom grids): 128 isotropic 0.8 Angstrom Gaussians in a 10 Angstrom
 cube take 0.111 s in real space and 0.021 s here, in a 20 Angstrom cube 0.214 and 0.474 s
 (auto stays real); promolecule crystals with ``space="auto"`` run 1.4 to 6 times faster
-(Al 3x3x3 conventional cells 0.61 -> 0.11 s, NaCl 0.5 -> 0.08 s at 2x2x2), the default
-model's ethanol in an 8 Angstrom periodic box 1.4 times.
+from a conventional cell up (Al 3x3x3 0.61 -> 0.11 s, NaCl 2x2x2 0.50 -> 0.08 s), the
+default model's ethanol in an 8 Angstrom periodic box 1.4 times; where auto gains nothing
+it costs its choice (a few milliseconds: a primitive Al cell, 27,000 points, 0.012 ->
+0.015 s).
 
 **Voxel sampling.** ``sampling="voxel"`` widens only Gaussians whose variance in voxel
 units is below 0.5 along some direction (``_voxel.py``). A Gaussian that fits the grid
