@@ -240,15 +240,27 @@ def _values(x, y, z, centre, precision, log_norm, reach2, out):
         out[i] = value if half_m2 <= half_reach2 else 0.0
 
 
+@njit(cache=True, inline="always")
+def _misses(cube_centre, centre, precision, slack, reach2):
+    """Whether no point of a cube is within Mahalanobis distance ``sqrt(reach2)`` of a Gaussian: its
+    centre lies farther than that plus ``slack`` (the cube's half-diagonal over the smallest
+    standard deviation, the most a point of the cube can add)."""
+    x, y, z = cube_centre[0] - centre[0], cube_centre[1] - centre[1], cube_centre[2] - centre[2]
+    m2 = (precision[0] * x * x + precision[1] * y * y + precision[2] * z * z
+          + 2.0 * (precision[3] * x * y + precision[4] * x * z + precision[5] * y * z))
+    return math.sqrt(m2) > math.sqrt(reach2) + slack
+
+
 @njit(cache=True, parallel=True, fastmath=_VECTOR)
-def gaussian_integrals(xyz, point_weights, point_start, gauss_start, gauss, centres, precision, log_norm, reach2,
-                       n_chunks):
+def gaussian_integrals(xyz, point_weights, point_start, cube_centres, gauss_start, gauss, centres, precision, slack,
+                       log_norm, reach2, n_chunks):
     """Pass 1: each Gaussian's quadrature ``sum_p point_weights[p] N_k(p)``, as partial sums (T, K).
 
-    ``xyz`` (3, P) are the points, sorted by cube (cube c holds ``point_start[c]`` to
-    ``point_start[c + 1]``); ``gauss[gauss_start[c]:gauss_start[c + 1]]`` the Gaussians that
-    reach cube c; Gaussians as in :func:`_values` (``centres`` (K, 3), ``precision`` (K, 6),
-    ``log_norm`` (K,) log of the normalisation, 1/A^3).
+    ``xyz`` (3, P) are the points, sorted by cube (cube c, centred on ``cube_centres[c]``, holds
+    ``point_start[c]`` to ``point_start[c + 1]``); ``gauss[gauss_start[c]:gauss_start[c + 1]]``
+    the Gaussians that may reach cube c, skipped where :func:`_misses` (``slack`` (K,)); Gaussians
+    as in :func:`_values` (``centres`` (K, 3), ``precision`` (K, 6), ``log_norm`` (K,) log of the
+    normalisation, 1/A^3).
     """
     n_cubes = len(point_start) - 1
     out = np.zeros((n_chunks, len(centres)))
@@ -259,6 +271,8 @@ def gaussian_integrals(xyz, point_weights, point_start, gauss_start, gauss, cent
             start, end = point_start[c], point_start[c + 1]
             x, y, z, v = xyz[0, start:end], xyz[1, start:end], xyz[2, start:end], point_weights[start:end]
             for k in gauss[gauss_start[c]:gauss_start[c + 1]]:
+                if _misses(cube_centres[c], centres[k], precision[k], slack[k], reach2):
+                    continue
                 _values(x, y, z, centres[k], precision[k], log_norm[k], reach2, values)
                 acc = 0.0
                 for i in range(end - start):
@@ -268,7 +282,8 @@ def gaussian_integrals(xyz, point_weights, point_start, gauss_start, gauss, cent
 
 
 @njit(cache=True, parallel=True, fastmath=_FMA)
-def normalised_density(xyz, point_start, gauss_start, gauss, centres, precision, log_norm, coef, reach2):
+def normalised_density(xyz, point_start, cube_centres, gauss_start, gauss, centres, precision, slack, log_norm, coef,
+                       reach2):
     """Pass 2: ``sum_k coef[k] N_k(p)`` at every point, shape (P,); arguments as in :func:`gaussian_integrals`."""
     out = np.zeros(xyz.shape[1])
     for c in prange(len(point_start) - 1):
@@ -276,6 +291,8 @@ def normalised_density(xyz, point_start, gauss_start, gauss, centres, precision,
         x, y, z, rho = xyz[0, start:end], xyz[1, start:end], xyz[2, start:end], out[start:end]
         values = np.empty(end - start)
         for k in gauss[gauss_start[c]:gauss_start[c + 1]]:
+            if _misses(cube_centres[c], centres[k], precision[k], slack[k], reach2):
+                continue
             _values(x, y, z, centres[k], precision[k], log_norm[k], reach2, values)
             for i in range(end - start):
                 rho[i] += coef[k] * values[i]

@@ -252,12 +252,13 @@ def _grid_electrons(mixture: GaussianMixture, width: np.ndarray, numbers: np.nda
     white = mixture.whitening()
     a = (white.transpose(-1, -2) @ white).numpy()  # (K, 3, 3) precision, 1/A^2
     precision = np.stack([a[:, 0, 0], a[:, 1, 1], a[:, 2, 2], a[:, 0, 1], a[:, 0, 2], a[:, 1, 2]], axis=1)
-    gaussians = (centres, precision, mixture.log_normalisation().numpy(), N_SIGMA**2)
+    slack = cells.half_diagonal / torch.linalg.eigvalsh(mixture.covariances)[:, 0].sqrt().numpy()  # (K,)
+    gaussians = (centres, precision, slack, mixture.log_normalisation().numpy())
     n_chunks = _chunks(len(cells.centres))
-    integrals = gaussian_integrals(xyz, point_weights, point_start, gauss_start, gauss, *gaussians,
-                                   n_chunks).sum(axis=0)  # (K,)
-    density = normalised_density(xyz, point_start, gauss_start, gauss, *gaussians[:3],
-                                 mixture.weights.numpy() / integrals, gaussians[3])  # (P,) e/A^3
+    integrals = gaussian_integrals(xyz, point_weights, point_start, cells.centres, gauss_start, gauss, *gaussians,
+                                   N_SIGMA**2, n_chunks).sum(axis=0)  # (K,)
+    density = normalised_density(xyz, point_start, cells.centres, gauss_start, gauss, *gaussians,
+                                 mixture.weights.numpy() / integrals, N_SIGMA**2)  # (P,) e/A^3
     atom_start, atoms = reference.candidates(cells.centres, cells.half_diagonal, positions)
     return grid_electrons(xyz, point_weights * density, point_start, atom_start, atoms, positions,
                           reference.log_coef, reference.inv_two_var, reference.log_count, math.log(NEGLIGIBLE),
