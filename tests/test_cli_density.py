@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from ase_electra import Grid
 from ase_electra.cli.density import main
-from ase_electra.io import read_density
+from ase_electra.io import read_density, read_density_frames
 from ase_electra.models import load_model
 from ase_electra.predict import predict_densities
 
@@ -126,14 +126,16 @@ def test_bad_frames_are_refused_and_the_rest_written(tmp_path):
     nan.positions[0, 0] = np.nan
     traj, other, corrupt = tmp_path / "md.xyz", tmp_path / "other.xyz", tmp_path / "corrupt.xyz"
     write(traj, [good, good, nan, good])
-    write(other, [molecule("SH2"), good])  # S: the default model knows H, C, N, O, F only
+    germane = Atoms("GeH4", positions=[[0, 0, 0], [0.88, 0.88, 0.88], [-0.88, -0.88, 0.88], [-0.88, 0.88, -0.88],
+                                       [0.88, -0.88, -0.88]])
+    write(other, [germane, good])  # Ge: the default model knows H, B, C, N, O, F, Si, P, S, Cl, Br
     corrupt.write_text("2\n\nC 0 0 0\n")
     result = run(corrupt, traj, other, "-o", tmp_path / "out", "--spacing", "0.4", "--margin", "1.5")
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert lines[0].startswith(f"{corrupt}: cannot read")
     assert lines[1].startswith(f"{traj}:2: non-finite atomic positions")
-    assert lines[2].startswith(f"{other}:0: element(s) S not supported")
+    assert lines[2].startswith(f"{other}:0: element(s) Ge not supported")
     assert lines[3].startswith("6 frames: 4 written, 0 already present, 2 refused")
     assert lines[4] == "Error: 2 frames refused, 1 file unreadable"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["md_0.cube", "md_1.cube", "md_3.cube",
@@ -162,7 +164,20 @@ def test_default_model_is_the_shipped_one(tmp_path, water_xyz):
 
 
 def test_default_model_names_elements_it_lacks(tmp_path):
-    path = tmp_path / "si.xyz"
-    write(path, bulk("Si", "diamond", a=5.43))
+    path = tmp_path / "ge.xyz"
+    write(path, bulk("Ge", "diamond", a=5.66))
     result = run(path, "-o", tmp_path / "out", "--spacing", "0.5")
-    assert result.exit_code == 1 and f"{path}:0: element(s) Si not supported" in result.output
+    assert result.exit_code == 1 and f"{path}:0: element(s) Ge not supported" in result.output
+
+
+def test_default_model_converts_molecules_with_b_si_p_s_cl_br(tmp_path):
+    structures = [molecule(name) for name in ("SH2", "CH3Cl", "PH3", "SiH4", "BF3", "CH3SH")]
+    bromo = molecule("CH3Cl")
+    bromo[1].symbol, bromo[1].position = "Br", bromo[0].position + 1.94 * (bromo[1].position - bromo[0].position) / 1.78
+    path = tmp_path / "hetero.xyz"
+    write(path, structures + [bromo])
+    result = run(path, "-o", tmp_path / "out", "--spacing", "0.4", "--margin", "2.0", "--format", "mixtures")
+    assert result.exit_code == 0, result.output
+    frames = read_density_frames(tmp_path / "out" / "hetero.mixtures.h5")
+    for atoms, mixture in zip(structures + [bromo], frames.mixtures):
+        assert float(mixture.integral()) == pytest.approx(atoms.numbers.sum(), rel=1e-5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from ase import Atoms
 from ase.build import bulk, molecule
 from ase.io import read, write
 from ase.units import Bohr
@@ -83,6 +84,12 @@ def test_resume_refuses_an_output_of_other_structures(tmp_path, trajectory):
     assert len(read(out, ":")) == 5
 
 
+def germane() -> Atoms:
+    """GeH4, Ge-H 1.52 Angstrom: an element the default model lacks."""
+    return Atoms("GeH4", positions=[[0, 0, 0], [0.88, 0.88, 0.88], [-0.88, -0.88, 0.88], [-0.88, 0.88, -0.88],
+                                    [0.88, -0.88, -0.88]])
+
+
 @pytest.mark.parametrize("case, message", [
     ("missing", "no such file"),
     ("periodic", "molecules only"),
@@ -93,7 +100,7 @@ def test_bad_input_is_refused_in_one_line_and_writes_nothing(tmp_path, case, mes
     if case == "periodic":
         write(path, bulk("Si", "diamond", a=5.43), format="extxyz")
     elif case == "unknown":
-        write(path, molecule("SiH4"))
+        write(path, germane())
     out = tmp_path / "props.extxyz"
     result = run(main, path, "-o", out, "--model", "default")
     assert result.exit_code == 1
@@ -107,14 +114,14 @@ def test_bad_input_is_refused_in_one_line_and_writes_nothing(tmp_path, case, mes
 def test_bad_frames_are_refused_and_the_rest_written(tmp_path, trajectory):
     frames = read(trajectory, ":")
     frames[2].positions[1, 2] = np.nan
-    frames[3] = molecule("SH2")  # S: the default model knows H, C, N, O, F only
+    frames[3] = germane()  # Ge: the default model knows H, B, C, N, O, F, Si, P, S, Cl, Br
     write(trajectory, frames)
     out = tmp_path / "props.extxyz"
     result = run(main, trajectory, "-o", out, "--batch-size", "5")
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert lines[0].startswith(f"{trajectory}:2: non-finite atomic positions")
-    assert lines[1].startswith(f"{trajectory}:3: element(s) S not supported")
+    assert lines[1].startswith(f"{trajectory}:3: element(s) Ge not supported")
     assert lines[2].startswith("5 frames: 3 written, 0 already present, 2 refused")
     assert lines[3] == "Error: 2 frames refused"
     assert [a.info["frame"] for a in read(out, ":")] == [0, 1, 4]
