@@ -335,44 +335,45 @@ def test_cli_errors_are_one_line(records, tmp_path, case):
     assert list(run.glob("*")) == ([run / "checkpoint.pt"] if case == "bad checkpoint" else [])
 
 
-def test_cli_init_grows_the_elements_of_the_data(records, tmp_path):
+TINY_RUN = ["--epochs", "1", "--probes", "256", "--spacing", "0.4", "--margin", "2.0", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def with_sulfur(records, tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny model trained on ``records`` (H, C, N, O) and a copy of them with an H2S record."""
     pytest.importorskip("pyscf")
     from ase_electra.reference import label_structure, save_record
 
-    tiny = tmp_path / "tiny.json"
+    folder = tmp_path_factory.mktemp("sulfur")
+    tiny = folder / "tiny.json"
     tiny.write_text(json.dumps(TINY))
-    common = ["--epochs", "1", "--probes", "256", "--spacing", "0.4", "--margin", "2.0", "--device", "cpu"]
-    assert run_cli(records, "-o", tmp_path / "first", "--model-config", tiny, *common).exit_code == 0
-    data = tmp_path / "data"
+    assert run_cli(records, "-o", folder / "first", "--model-config", tiny, *TINY_RUN).exit_code == 0
+    data = folder / "data"
     shutil.copytree(records, data)
     save_record(data / "h2s.npz", label_structure(molecule("SH2"), basis="sto-3g", name="H2S"))
-    result = run_cli(data, "-o", tmp_path / "tuned", "--init", tmp_path / "first", *common)
+    return folder / "first", data
+
+
+def test_cli_init_grows_the_elements_of_the_data(with_sulfur, tmp_path):
+    first_run, data = with_sulfur
+    result = run_cli(data, "-o", tmp_path / "tuned", "--init", first_run, *TINY_RUN)
     assert result.exit_code == 0, result.output
     assert "added elements" in result.output and "+S" in result.output
-    first, tuned = load_model(tmp_path / "first"), load_model(tmp_path / "tuned")
+    first, tuned = load_model(first_run), load_model(tmp_path / "tuned")
     assert tuned.elements == first.elements | {16}
     assert tuned.predict([molecule("SH2")]).integral().item() == pytest.approx(18.0, rel=1e-5)
 
 
-def test_cli_train_only_new_elements_keeps_the_others_exactly(records, tmp_path):
-    pytest.importorskip("pyscf")
-    from ase_electra.reference import label_structure, save_record
-
-    tiny = tmp_path / "tiny.json"
-    tiny.write_text(json.dumps(TINY))
-    common = ["--epochs", "1", "--probes", "256", "--spacing", "0.4", "--margin", "2.0", "--device", "cpu"]
-    assert run_cli(records, "-o", tmp_path / "first", "--model-config", tiny, *common).exit_code == 0
-    data = tmp_path / "data"
-    shutil.copytree(records, data)
-    save_record(data / "h2s.npz", label_structure(molecule("SH2"), basis="sto-3g", name="H2S"))
-    result = run_cli(data, "-o", tmp_path / "tuned", "--init", tmp_path / "first", "--train-only", "S", *common)
+def test_cli_train_only_new_elements_keeps_the_others_exactly(with_sulfur, tmp_path):
+    first_run, data = with_sulfur
+    result = run_cli(data, "-o", tmp_path / "tuned", "--init", first_run, "--train-only", "S", *TINY_RUN)
     assert result.exit_code == 0, result.output
-    first, tuned = load_model(tmp_path / "first"), load_model(tmp_path / "tuned")
+    first, tuned = load_model(first_run), load_model(tmp_path / "tuned")
     methanol = [molecule("CH3OH")]
     before, after = first.predict(methanol), tuned.predict(methanol)
     assert torch.equal(after.weights, before.weights) and torch.equal(after.centres, before.centres)
     assert torch.equal(after.scale_tril, before.scale_tril)
     grown = first.grown([16])
     assert not torch.equal(tuned.predict([molecule("SH2")]).weights, grown.predict([molecule("SH2")]).weights)
-    bad = run_cli(data, "-o", tmp_path / "bad", "--init", tmp_path / "first", "--train-only", "Qq", *common)
+    bad = run_cli(data, "-o", tmp_path / "bad", "--init", first_run, "--train-only", "Qq", *TINY_RUN)
     assert bad.exit_code == 2 and "--train-only" in bad.output
