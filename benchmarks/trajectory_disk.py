@@ -50,7 +50,8 @@ def trajectory(path: Path, frames: int, noise: float, seed: int) -> None:
 def shared_shapes(out: Path, name: str) -> set[tuple[int, int, int]]:
     """Grid shapes of every frame written by one run (one element when the frames share a grid)."""
     if name.startswith("cube"):
-        return {read_density(p).grid.shape for p in sorted(out.iterdir())[:3] + sorted(out.iterdir())[-3:]}
+        files = sorted(out.iterdir())
+        return {read_density(p).grid.shape for p in files[:3] + files[-3:]}
     if name.startswith("h5"):
         (path,) = out.iterdir()
         return {grid.shape for grid in read_density_frames(path, values=False).grids}

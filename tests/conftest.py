@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from ase_electra import GaussianMixture
+from ase_electra.models import load_model
 
 _BESIDE_CHECKOUT = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 #: The folder holding the reference data sets (qm9-pbe-def2svp/, ...): $ELECTRA_DATA, else
@@ -85,3 +86,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    """The shipped default model (read once per test module)."""
+    return load_model("default")
+
+
+@pytest.fixture(scope="module")
+def promolecule():
+    """The promolecule model (free atoms, H to Kr)."""
+    return load_model("promolecule")

@@ -36,11 +36,6 @@ class CountingModel:
 
 
 @pytest.fixture(scope="module")
-def promolecule():
-    return load_model("promolecule")
-
-
-@pytest.fixture(scope="module")
 def tiny():
     """An untrained, small ELECTRA model (H, C, N, O)."""
     config = default_config(elements=(1, 6, 7, 8), channels=8, layers=1, n_bessel=4, radial_hidden=8,

@@ -24,7 +24,6 @@ from ase_electra.calculator import CalculatorInputError
 from ase_electra.errors import InvalidInputError
 from ase_electra.gaussians import GaussianMixture
 from ase_electra.grid import Grid
-from ase_electra.models import load_model
 from ase_electra.properties.electrostatics import (
     COULOMB,
     NUCLEAR_SIGMA,
@@ -38,16 +37,6 @@ from ase_electra.properties.ewald import charge_distribution, split_gaussian_pot
 from .conftest import random_mixture
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def default_model():
-    return load_model("default")
-
-
-@pytest.fixture(scope="module")
-def promolecule():
-    return load_model("promolecule")
 
 
 def _mixture(model, atoms) -> GaussianMixture:

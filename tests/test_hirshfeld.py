@@ -96,11 +96,6 @@ def brute_force_charges(mixture: GaussianMixture, numbers: np.ndarray, positions
     return numbers - electrons
 
 
-@pytest.fixture(scope="module")
-def default_model():
-    return load_model("default")
-
-
 def test_charges_equal_brute_force(default_model):
     atoms = molecule("CH3CH2OH")
     mixture = default_model.predict([atoms])

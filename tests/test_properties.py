@@ -13,7 +13,6 @@ from ase.units import Bohr
 
 from ase_electra import ElectraCalculator, GaussianMixture, Grid, UnknownElementError
 from ase_electra.calculator import CalculatorElementError, CalculatorInputError
-from ase_electra.models import load_model
 from ase_electra.properties import (
     COULOMB,
     dipole_moment,
@@ -26,16 +25,6 @@ from ase_electra.properties import (
 from ase_electra.properties.quadrature import becke_grid, standard_normal_rule
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def default_model():
-    return load_model("default")
-
-
-@pytest.fixture(scope="module")
-def promolecule():
-    return load_model("promolecule")
 
 
 def one_gaussian(cov: np.ndarray, centre=(0.0, 0.0, 0.0), weight: float = 1.0) -> GaussianMixture:

@@ -109,8 +109,9 @@ def _run(lo_z: int, first: int, end: int, nz: int, periodic: bool) -> tuple[int,
 
 
 @njit(cache=True, inline="always")
-def _add_run(out, start: int, n: int, e: float, r: float, ratio: float) -> None:  # pragma: no cover
-    """out[start + i] += e_i for i < n, with e_0 = e, e_{i+1} = e_i r_i, r_{i+1} = r_i ratio.
+def _add_run(out, start: int, n: int, e, r, ratio: float) -> None:  # pragma: no cover
+    """out[start + i] += e_i for i < n, with e_0 = e, e_{i+1} = e_i r_i, r_{i+1} = r_i ratio (real or
+    complex e and r: numba compiles one version per type; the reciprocal kernel uses the complex one).
 
     Two interleaved chains (even and odd i, each stepping by two: e_{i+2} = e_i r_i r_{i+1})
     so consecutive multiplications do not wait for each other.

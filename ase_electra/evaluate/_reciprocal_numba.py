@@ -27,35 +27,12 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ._numba import _add_run  # the geometric-run adder of the real-space kernel; complex values here
+
 __all__ = ["add_coefficients"]
 
 #: The line recurrence restarts from direct ``exp`` every this many modes.
 _RESEED = 32
-
-
-@njit(cache=True, inline="always")
-def _add_run(out, start: int, n: int, value: complex, r: complex, ratio: float) -> None:  # pragma: no cover
-    """out[start + i] += v_i for i < n, v_0 = value, v_{i+1} = v_i r_i, r_{i+1} = r_i ratio.
-
-    Two interleaved chains (even and odd i, each stepping by two) so consecutive complex
-    multiplications do not wait for each other.
-    """
-    odd = value * r
-    step_even = r * r * ratio  # r_i r_{i+1} at i = 0
-    ratio2 = ratio * ratio
-    step_odd = step_even * ratio2
-    ratio4 = ratio2 * ratio2
-    i = 0
-    while i + 1 < n:
-        out[start + i] += value
-        out[start + i + 1] += odd
-        value *= step_even
-        odd *= step_odd
-        step_even *= ratio4
-        step_odd *= ratio4
-        i += 2
-    if i < n:
-        out[start + i] += value
 
 
 @njit(cache=True, parallel=True)
