@@ -97,27 +97,37 @@ def index_boxes(mixture: GaussianMixture, grid: Grid, n_sigma: float, tolerance:
 
 def periodic_images(
     mixture: GaussianMixture, points: torch.Tensor, cell: torch.Tensor | None, pbc: tuple[bool, bool, bool],
-    n_sigma: float,
+    cutoff_sq: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Points (P, 3) and centres (K, 3) wrapped into the cell along periodic axes, and the
-    lattice translations (T, 3), Angstrom, that bring every Gaussian within reach of them.
+    """The periodic copies of the Gaussians that reach the points.
 
-    The density at the points is then the sum over the translated copies of the Gaussians;
-    without periodicity the points and centres are returned as they are, with one zero shift.
+    Points are wrapped into the cell along periodic axes. Copy j is Gaussian ``index[j]``
+    (wrapped into the cell) translated by ``shifts[j]`` (Angstrom), for every lattice
+    translation whose cut-off box (m_k^2 = ``cutoff_sq``, the module docstring's bound)
+    overlaps the cell, so a narrow Gaussian brings a few copies and only wide ones many.
+    Returns (points (P, 3), index (J,) int64, shifts (J, 3)); without periodicity the
+    points as they are and each Gaussian once, untranslated.
     """
-    centres = mixture.centres
-    if cell is None or not any(pbc) or mixture.n_gaussians == 0:
-        return points, centres, torch.zeros(1, 3, dtype=mixture.dtype, device=mixture.device)
+    k = mixture.n_gaussians
+    if cell is None or not any(pbc) or k == 0:
+        index = torch.arange(k, device=mixture.device)
+        return points, index, torch.zeros(k, 3, dtype=mixture.dtype, device=mixture.device)
     periodic = torch.tensor(pbc, device=points.device)
     inv = torch.linalg.inv(cell.detach())
     points = points - torch.where(periodic, torch.floor(points @ inv), 0.0) @ cell
-    centres = centres - torch.where(periodic, torch.floor(centres.detach() @ inv), 0.0) @ cell
-    # Largest fractional half-extent of any Gaussian along each axis.
-    reach = (torch.linalg.norm(mixture.scale_tril.detach().transpose(-1, -2) @ inv, dim=-2) * n_sigma).amax(0)
-    ranges = [
-        torch.arange(-int(reach[a].ceil()) - 1, int(reach[a].ceil()) + 2, device=points.device) if pbc[a]
-        else torch.zeros(1, dtype=torch.int64, device=points.device)
-        for a in range(3)
-    ]
-    n = torch.cartesian_prod(*ranges).to(mixture.dtype)  # (T, 3)
-    return points, centres, n @ cell
+    frac = mixture.centres.detach() @ inv  # (K, 3)
+    frac = frac - torch.where(periodic, torch.floor(frac), 0.0)
+    # Fractional half-extent of each Gaussian's cut-off box along each axis (K, 3).
+    extent = torch.linalg.norm(mixture.scale_tril.detach().transpose(-1, -2) @ inv, dim=-2)
+    extent = extent * cutoff_sq.detach().sqrt()[:, None]
+    eps = 1e-9
+    lo = torch.where(periodic, torch.floor(-frac - extent - eps) + 1, 0.0).to(torch.int64)  # (K, 3)
+    hi = torch.where(periodic, torch.ceil(1 - frac + extent + eps) - 1, 0.0).to(torch.int64)
+    hi = torch.maximum(hi, lo - 1)  # no copy where the cut-off is empty
+    axes = [torch.arange(int(lo[:, a].min()), int(hi[:, a].max()) + 1, device=points.device) for a in range(3)]
+    inside = [(axes[a][None] >= lo[:, a : a + 1]) & (axes[a][None] <= hi[:, a : a + 1]) for a in range(3)]  # (K, n_a)
+    mask = inside[0][:, :, None, None] & inside[1][:, None, :, None] & inside[2][:, None, None, :]
+    index, i0, i1, i2 = mask.nonzero(as_tuple=True)
+    n = torch.stack([axes[0][i0], axes[1][i1], axes[2][i2]], dim=-1).to(mixture.dtype)  # (J, 3)
+    wrap = torch.where(periodic, torch.floor(mixture.centres.detach() @ inv), 0.0)[index]  # (J, 3)
+    return points, index, (n - wrap) @ cell

@@ -580,13 +580,12 @@ def evaluate_points(
     mixture = mixture.to(dtype=torch.float64)
     points = points.to(torch.float64)
     cell = None if cell is None else cell.to(torch.float64)
-    points, centres, shifts = periodic_images(mixture, points, cell, pbc, n_sigma)
-    n_images = shifts.shape[0]
-    centres = (centres[None] + shifts[:, None]).reshape(-1, 3)  # (T K, 3)
-    white = mixture.whitening().repeat(n_images, 1, 1)
-    pref = mixture.peak_values().repeat(n_images)
+    pref = mixture.peak_values()
     cutoff_sq = cutoff_squares(pref, n_sigma, tolerance)
-    # Half-width of each Gaussian's axis-aligned box: m_k sqrt(Sigma_aa).
-    reach = torch.sqrt(cutoff_sq.detach()[:, None] * (mixture.scale_tril.detach() ** 2).sum(-1).repeat(n_images, 1))
-    return _PointDensity.apply(centres, white, pref, points, cutoff_sq, reach).to(dtype)
+    points, index, shifts = periodic_images(mixture, points, cell, pbc, cutoff_sq)
+    centres = mixture.centres[index] + shifts  # (J, 3): the copies that reach the points
+    cutoff_sq = cutoff_sq[index]
+    # Half-width of each copy's axis-aligned box: m_k sqrt(Sigma_aa).
+    reach = torch.sqrt(cutoff_sq.detach()[:, None] * (mixture.scale_tril.detach()[index] ** 2).sum(-1))
+    return _PointDensity.apply(centres, mixture.whitening()[index], pref[index], points, cutoff_sq, reach).to(dtype)
 

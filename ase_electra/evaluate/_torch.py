@@ -109,20 +109,16 @@ def evaluate_points(
     white = mixture.whitening()  # (K, 3, 3)
     pref = mixture.peak_values()  # (K,)
     cutoff_sq = cutoff_squares(pref, n_sigma, tolerance).to(pref.dtype)  # (K,)
-    points, centres, shifts = periodic_images(mixture, points, cell, pbc, n_sigma)  # shifts (T, 3)
+    points, index, shifts = periodic_images(mixture, points, cell, pbc, cutoff_sq)
+    centres, white, pref, cutoff_sq = mixture.centres[index] + shifts, white[index], pref[index], cutoff_sq[index]
     out = torch.zeros(points.shape[0], dtype=mixture.dtype, device=mixture.device)
-    k = max(1, mixture.n_gaussians)
-    chunk = max(1, work_points // (k * 3))
+    chunk = max(1, work_points // (max(1, index.shape[0]) * 3))
     for start in range(0, points.shape[0], chunk):
-        p = points[start : start + chunk]
-        total = torch.zeros(p.shape[0], dtype=mixture.dtype, device=mixture.device)
-        for shift in shifts:
-            d = p[:, None, :] - (centres + shift)[None, :, :]  # (P, K, 3)
-            z = torch.einsum("kab,pkb->pka", white, d)  # (P, K, 3)
-            q = (z * z).sum(-1)  # (P, K)
-            values = torch.where(q <= cutoff_sq, torch.exp(-0.5 * q), torch.zeros_like(q))
-            total = total + values @ pref
-        out[start : start + chunk] = total
+        d = points[start : start + chunk, None, :] - centres[None, :, :]  # (P, J, 3)
+        z = torch.einsum("kab,pkb->pka", white, d)  # (P, J, 3)
+        q = (z * z).sum(-1)  # (P, J)
+        values = torch.where(q <= cutoff_sq, torch.exp(-0.5 * q), torch.zeros_like(q))
+        out[start : start + chunk] = values @ pref
     return out
 
 
