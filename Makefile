@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO   := demo-out
 
-.PHONY: demo test install clean heteroatoms gpaw
+.PHONY: demo test install clean heteroatoms gpaw crystals
 
 install: $(STAMP)
 
@@ -49,6 +49,15 @@ heteroatoms: $(STAMP)
 	$(PY) benchmarks/heteroatom_structures.py -o $(HETERO)/structures --count 600
 	$(LABEL) $(HETERO)/structures/val/*.xyz -o $(HETERO)/records/val
 	$(LABEL) $(HETERO)/structures/train/*.xyz -o $(HETERO)/records/train
+
+# Training crystals (README, "Training on your data"): 285 structures by benchmarks/crystal_structures.py,
+# then GPAW labels at electra-label's crystal defaults; reruns skip what exists. Needs `make gpaw`.
+CRYSTALS ?= data/crystals
+
+crystals: $(GPAW_STAMP)
+	$(PY) benchmarks/crystal_structures.py -o $(CRYSTALS)/structures
+	OMP_NUM_THREADS=1 $(VENV)/bin/electra-label $(CRYSTALS)/structures/val/*.xyz -o $(CRYSTALS)/records/val
+	OMP_NUM_THREADS=1 $(VENV)/bin/electra-label $(CRYSTALS)/structures/train/*.xyz -o $(CRYSTALS)/records/train
 
 clean:
 	rm -rf $(DEMO) build *.egg-info

@@ -287,7 +287,8 @@ def probe_nmae(
     """Unbiased estimate of :func:`grid_nmae` from ``n`` importance-sampled probe points."""
     probes = sample_probes(values, sample.grid, n, rng, uniform_fraction)
     pbc = sample.grid.pbc
-    pred = evaluate_points(mixture, probes.points, cell=sample.grid.cell if any(pbc) else None, pbc=pbc)  # (P,)
+    cell = np.array(sample.grid.cell) if any(pbc) else None  # a writable copy for torch
+    pred = evaluate_points(mixture, probes.points, cell=cell, pbc=pbc)  # (P,)
     ref = torch.as_tensor(probes.reference, dtype=pred.dtype, device=pred.device)
     weights = torch.as_tensor(probes.weights, dtype=pred.dtype, device=pred.device)
     return (weights * (pred - ref).abs()).sum() / probes.total

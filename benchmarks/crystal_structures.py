@@ -1,0 +1,171 @@
+"""Training crystals: elements in their ground-state lattices and binaries and ternaries in common
+prototypes, strained and rattled; one periodic structure per extxyz file, for electra-label (GPAW).
+
+    make crystals             # all of the below, into data/crystals/ (CRYSTALS=folder to change it)
+    python benchmarks/crystal_structures.py -o data/crystals/structures
+    electra-label data/crystals/structures/val/*.xyz -o data/crystals/records/val
+    electra-label data/crystals/structures/train/*.xyz -o data/crystals/records/train
+
+Compounds (``COMPOUNDS``): the non-magnetic elements ASE's ``bulk`` knows with their reference
+lattices (Li, Be, C, Na, Mg, Al, Si, K, Ca, Ti, Cu, Zn), rocksalt, zincblende, wurtzite,
+(anti)fluorite, CsCl, rutile and cubic perovskite compounds of elements up to Br, and two layered
+crystals (graphite, hexagonal BN), at experimental lattice constants. Each compound gives five
+structures, named ``<formula>_<prototype>_<variant>.xyz``:
+
+- ``v096``, ``v100``, ``v104``: the primitive cell scaled isotropically by 0.96, 1.00 and 1.04
+  in length (about -12 % to +12 % in volume);
+- ``c105``: the third lattice vector stretched by 5 % (a tetragonal or hexagonal distortion);
+- ``r1``: the primitive cell (doubled along its shortest vector when it holds one atom) with
+  seeded normal noise of 0.05 Angstrom on every coordinate (MD-like; lowest symmetry, so the
+  most k-points and the costliest to label).
+
+Every structure is translated by a seeded random vector so that no nucleus sits on a point of
+the sampling grid (a point on a nucleus makes grid-point NMAE one cusp's value); GPAW labels
+the symmetric structure and samples the density at the translated points. Split: the compounds
+in ``VALIDATION`` (one of most prototypes, each of whose elements also trains in other
+compounds) are validation, all five structures with them. Everything is seeded (``--seed``); a rerun writes the same
+files. Prints the count per split and the atoms per element.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.build import bulk
+from ase.io import write
+from ase.spacegroup import crystal
+
+#: (formula, prototype, a, c) in Angstrom; c only where the prototype has one. "element" takes
+#: ASE's reference lattice for the element.
+COMPOUNDS: list[tuple[str, str, float, float]] = [
+    *[(el, "element", 0.0, 0.0) for el in ("Li", "Be", "C", "Na", "Mg", "Al", "Si", "K", "Ca", "Ti", "Cu", "Zn")],
+    ("LiH", "rocksalt", 4.08, 0), ("LiF", "rocksalt", 4.03, 0), ("LiCl", "rocksalt", 5.13, 0),
+    ("NaF", "rocksalt", 4.63, 0), ("NaCl", "rocksalt", 5.64, 0), ("NaBr", "rocksalt", 5.98, 0),
+    ("KF", "rocksalt", 5.35, 0), ("KCl", "rocksalt", 6.29, 0), ("KBr", "rocksalt", 6.60, 0),
+    ("MgO", "rocksalt", 4.21, 0), ("CaO", "rocksalt", 4.81, 0), ("MgS", "rocksalt", 5.20, 0),
+    ("CaS", "rocksalt", 5.69, 0), ("CaSe", "rocksalt", 5.92, 0), ("TiC", "rocksalt", 4.33, 0), ("TiN", "rocksalt", 4.24, 0),
+    ("SiC", "zincblende", 4.36, 0), ("BN", "zincblende", 3.615, 0), ("BP", "zincblende", 4.54, 0),
+    ("AlP", "zincblende", 5.46, 0), ("AlAs", "zincblende", 5.66, 0), ("GaP", "zincblende", 5.45, 0),
+    ("GaAs", "zincblende", 5.65, 0), ("ZnS", "zincblende", 5.41, 0), ("ZnSe", "zincblende", 5.67, 0),
+    ("CuCl", "zincblende", 5.41, 0), ("CuBr", "zincblende", 5.69, 0), ("BeS", "zincblende", 4.86, 0),
+    ("AlN", "wurtzite", 3.11, 4.98), ("GaN", "wurtzite", 3.19, 5.19), ("ZnO", "wurtzite", 3.25, 5.21),
+    ("BeO", "wurtzite", 2.70, 4.38),
+    ("CaF2", "fluorite", 5.46, 0), ("Li2O", "antifluorite", 4.61, 0), ("Li2S", "antifluorite", 5.71, 0),
+    ("Na2S", "antifluorite", 6.54, 0),
+    ("CuZn", "cesiumchloride", 2.95, 0),
+    ("TiO2", "rutile", 4.594, 2.959), ("MgF2", "rutile", 4.621, 3.052), ("SiO2", "rutile", 4.18, 2.67),
+    ("CaTiO3", "perovskite", 3.84, 0), ("KMgF3", "perovskite", 3.99, 0), ("KZnF3", "perovskite", 4.06, 0),
+    ("C", "graphite", 2.46, 6.71), ("BN", "hexagonal", 2.50, 6.66),
+]
+
+#: Rutile's oxygen (fluorine) coordinate u, per formula.
+RUTILE_U = {"TiO2": 0.305, "MgF2": 0.303, "SiO2": 0.306}
+
+#: Validation compounds, ``<formula>_<prototype>``.
+VALIDATION = frozenset({
+    "Al_element", "Ti_element", "KBr_rocksalt", "BeS_zincblende", "ZnSe_zincblende", "GaN_wurtzite",
+    "Li2S_antifluorite", "MgF2_rutile", "KZnF3_perovskite",
+})
+
+VARIANTS = ("v100", "v096", "v104", "c105", "r1")
+
+
+@dataclass(frozen=True)
+class Structure:
+    name: str
+    split: str
+    atoms: Atoms
+
+
+def primitive(formula: str, prototype: str, a: float, c: float) -> Atoms:
+    """The compound's primitive (or conventional, for rutile and perovskite) cell at its lattice constants."""
+    if prototype == "element":
+        return bulk(formula)
+    if prototype in ("rocksalt", "zincblende", "fluorite", "cesiumchloride"):
+        return bulk(formula, prototype, a=a)
+    if prototype == "antifluorite":  # the anion on the fluorite cation site
+        cation, anion = formula[:-1].rstrip("2"), formula[-1]
+        return bulk(f"{anion}{cation}2", "fluorite", a=a)
+    if prototype == "wurtzite":
+        return bulk(formula, "wurtzite", a=a, c=c)
+    if prototype == "rutile":
+        metal, anion = formula[:-2], formula[-2]
+        u = RUTILE_U[formula]
+        return crystal([metal, anion], basis=[(0, 0, 0), (u, u, 0)], spacegroup=136, cellpar=[a, a, c, 90, 90, 90])
+    if prototype == "perovskite":
+        a_site, b_site, anion = _perovskite_sites(formula)
+        positions = np.array([(0, 0, 0), (0.5, 0.5, 0.5), (0.5, 0.5, 0), (0.5, 0, 0.5), (0, 0.5, 0.5)]) * a
+        return Atoms([a_site, b_site, anion, anion, anion], positions=positions, cell=np.eye(3) * a, pbc=True)
+    if prototype == "graphite":
+        return crystal(["C", "C"], basis=[(0, 0, 0.25), (1 / 3, 2 / 3, 0.25)], spacegroup=194,
+                       cellpar=[a, a, c, 90, 90, 120])
+    if prototype == "hexagonal":  # h-BN, AA' stacking
+        return crystal(["B", "N"], basis=[(1 / 3, 2 / 3, 0.25), (2 / 3, 1 / 3, 0.25)], spacegroup=194,
+                       cellpar=[a, a, c, 90, 90, 120])
+    raise ValueError(f"unknown prototype {prototype!r}")
+
+
+def _perovskite_sites(formula: str) -> tuple[str, str, str]:
+    symbols = Atoms(formula).get_chemical_symbols()
+    counts = Counter(symbols)
+    anion = next(s for s, n in counts.items() if n == 3)
+    cations = [s for s in dict.fromkeys(symbols) if s != anion]
+    return cations[0], cations[1], anion
+
+
+def variant(atoms: Atoms, name: str, rng: np.random.Generator) -> Atoms:
+    """One of ``VARIANTS`` of a primitive cell, translated by a random vector."""
+    out = atoms.copy()
+    if name.startswith("v"):
+        out.set_cell(out.cell * int(name[1:]) / 100, scale_atoms=True)
+    elif name == "c105":
+        cell = out.cell.array.copy()
+        cell[2] *= 1.05
+        out.set_cell(cell, scale_atoms=True)
+    elif name == "r1":
+        if len(out) == 1:
+            reps = [1, 1, 1]
+            reps[int(np.argmin(out.cell.lengths()))] = 2
+            out = out.repeat(reps)
+        out.positions += rng.normal(0.0, 0.05, out.positions.shape)
+    out.positions += rng.uniform(0.0, 1.0, 3) @ out.cell.array
+    out.wrap()
+    return out
+
+
+def crystal_structures(seed: int = 0) -> Iterator[Structure]:
+    """Every compound's variants, in ``COMPOUNDS`` order, with seeded translations and noise."""
+    rng = np.random.default_rng(seed)
+    for formula, prototype, a, c in COMPOUNDS:
+        key = f"{formula}_{prototype}"
+        split = "val" if key in VALIDATION else "train"
+        cell = primitive(formula, prototype, a, c)
+        for v in VARIANTS:
+            yield Structure(f"{key}_{v}", split, variant(cell, v, rng))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-o", "--output", type=Path, required=True, help="folder for train/ and val/")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    structures = list(crystal_structures(args.seed))
+    for split in ("train", "val"):
+        (args.output / split).mkdir(parents=True, exist_ok=True)
+    for s in structures:
+        write(args.output / s.split / f"{s.name}.xyz", s.atoms, format="extxyz")
+    splits = Counter(s.split for s in structures)
+    atoms = Counter(sym for s in structures for sym in s.atoms.get_chemical_symbols())
+    print(f"{len(structures)} structures ({splits['train']} train, {splits['val']} val) -> {args.output}/{{train,val}}")
+    print("atoms per element: " + ", ".join(f"{el} {n}" for el, n in sorted(atoms.items())))
+    print("validation compounds: " + ", ".join(sorted({s.name.rsplit('_', 1)[0] for s in structures if s.split == 'val'})))
+
+
+if __name__ == "__main__":
+    main()
