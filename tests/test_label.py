@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from ase import Atoms
-from ase.build import molecule
+from ase.build import fcc111, molecule
 from ase.io import write
 from click.testing import CliRunner
 
@@ -107,6 +107,16 @@ def test_unlabellable_structures_refused_before_scf(atoms, kwargs, message):
 
 def test_charged_even_structure_accepted():
     assert check_structure(molecule("OH"), charge=-1) == 10
+
+
+def test_slabs_are_crystals_and_wires_are_refused():
+    """Periodic along a and b with vacuum along c: a slab, for GPAW (odd counts are fine); a wire: refused."""
+    assert check_structure(fcc111("Al", (1, 1, 3), vacuum=6.0)) == 39
+    wire = fcc111("Al", (1, 1, 3), vacuum=6.0)
+    wire.pbc = (True, False, False)
+    with pytest.raises(InvalidInputError, match=r"a wire \(periodic along one axis\)") as err:
+        check_structure(wire)
+    assert "\n" not in str(err.value)
 
 
 def test_not_converged():

@@ -1,11 +1,13 @@
-"""Crystals labelled with GPAW: PBE, plane waves, all-electron densities sampled on the cell grid.
+"""Crystals and slabs labelled with GPAW: PBE, plane waves, all-electron densities sampled on the cell grid.
 
-:func:`label_crystal` runs one GPAW plane-wave calculation on a structure periodic along
-a, b and c and returns a :class:`~ase_electra.reference.PeriodicRecord`: the all-electron
-density ``n = n~ + sum_a (n_a - n~_a)`` (PAW) sampled at the points of
-``Grid.for_cell(cell, spacing)``, and each atom's ``missing_charge`` (what its cusp holds
-beyond the samples; the record format says more). Defaults, from convergence of the
-density against 1,000-1,500 eV and 0.05 A grids (``docs/method.md``, "Crystals"):
+:func:`label_crystal` runs one GPAW plane-wave calculation on a crystal (periodic along a,
+b and c) or a slab (periodic along a and b, vacuum along c) and returns a
+:class:`~ase_electra.reference.PeriodicRecord`: the all-electron density
+``n = n~ + sum_a (n_a - n~_a)`` (PAW) sampled at the points of
+``Grid.for_cell(cell, spacing, pbc)``, and each atom's ``missing_charge`` (what its cusp
+holds beyond the samples; the record format says more). Wires (one periodic axis) are
+not labelled. Defaults, from convergence of the density against 1,000-1,500 eV and
+0.05 A grids (``docs/method.md``, "Crystals"):
 
 * PBE with GPAW's PBE PAW datasets (``gpaw-data``), non-spin-polarised unless the atoms
   carry initial magnetic moments;
@@ -15,12 +17,22 @@ density against 1,000-1,500 eV and 0.05 A grids (``docs/method.md``, "Crystals")
   vectors without the 2 pi: 4 per 1/Angstrom, within 0.02 % for Al and Cu;
 * Fermi-Dirac smearing 0.1 eV; GPAW's default SCF convergence.
 
+Slabs (:func:`check_crystal`): c is orthogonal to a and b and the atoms have at least
+``SLAB_VACUUM`` = 4 A of vacuum on each side along c inside the cell (8 A in all), so that
+the density vanishes at the cell's faces along c and the record can treat c as
+non-periodic. GPAW runs the slab with its own pbc (True, True, False): in GPAW 26.7 the
+plane waves stay periodic along c (the vacuum separates the images) while the Poisson
+solver adds the dipole-layer correction along c (``poissonsolver={'dipolelayer': 'xy'}``,
+``DipoleLayerPWPoissonSolver``, which needs exactly this pbc and c along z: GPAW gets the
+slab rotated so, which leaves the fractional sample points unchanged); one k-point along c.
+
 GPAW reduces the k-points by the point-group symmetries about the cell's origin, which a
 structure translated off its high-symmetry origin loses (diamond Si at 9x9x9 k-points: 35
 irreducible points with an atom at the origin, 85 after moving both atoms by 0.037 A along
 x, y and z). GPAW therefore runs on the structure translated so that GPAW finds the most
-symmetries (as given, or the first atom of one element at the origin;
-:func:`_symmetric_shift`), and the samples are taken at the points of the structure as given.
+symmetries (as given, or the first atom of one element at the origin, moved along the
+periodic axes only so that a slab stays where it is along c; :func:`_symmetric_shift`), and
+the samples are taken at the points of the structure as given.
 
 How the samples are made: the smooth pseudo-density ``n~`` lives on GPAW's plane-wave
 grid as a trigonometric polynomial, evaluated exactly at the (shifted) sample points
@@ -53,6 +65,7 @@ __all__ = [
     "DEFAULT_SMEARING",
     "DEFAULT_SPACING",
     "FLUORINE_ECUT",
+    "SLAB_VACUUM",
     "check_crystal",
     "check_gpaw",
     "default_ecut",
@@ -68,6 +81,8 @@ DEFAULT_KPT_DENSITY = 4.0
 DEFAULT_SMEARING = 0.1
 #: Largest spacing of the sample grid, Angstrom.
 DEFAULT_SPACING = 0.1
+#: Vacuum a slab needs on each side along c inside its cell, Angstrom.
+SLAB_VACUUM = 4.0
 
 _INSTALL = "periodic structures are labelled with GPAW, which is not installed: run `make gpaw` (README)"
 
@@ -98,27 +113,56 @@ def kpoint_grid(cell: np.ndarray, density: float = DEFAULT_KPT_DENSITY) -> tuple
 
 
 def check_crystal(atoms: Atoms, charge: int = 0) -> int:
-    """Number of electrons of the crystal ``atoms`` with total ``charge``; InvalidInputError if unlabellable.
+    """Number of electrons of the crystal or slab ``atoms`` with total ``charge``; InvalidInputError if unlabellable.
 
-    Refuses empty or non-finite structures, structures not periodic along all of a, b
-    and c (slabs and wires are not labelled yet), singular cells and non-positive
-    electron counts. Odd counts are fine: the occupations are smeared.
+    Refuses empty or non-finite structures, singular cells, non-positive electron counts,
+    and structures that are neither crystals (pbc True throughout) nor slabs (pbc True,
+    True, False; :func:`_check_slab`): wires, molecules, slabs with their vacuum along a or
+    b. Odd counts are fine: the occupations are smeared.
     """
     if len(atoms) == 0:
         raise InvalidInputError("empty structure")
-    if not atoms.pbc.all():
-        raise InvalidInputError(
-            f"pbc={atoms.pbc.tolist()}: GPAW labelling needs a structure periodic along all of a, b and c "
-            "(slabs and wires are not labelled yet); molecules need pbc False throughout"
-        )
     if not np.isfinite(atoms.positions).all() or not np.isfinite(atoms.cell.array).all():
         raise InvalidInputError("non-finite atomic positions or cell")
     if abs(atoms.cell.volume) < 1e-9:
         raise InvalidInputError(f"cell {np.round(atoms.cell.array, 4).tolist()} is singular")
+    pbc = atoms.pbc.tolist()
+    if atoms.pbc.sum() < 2:
+        kind = "a wire (periodic along one axis)" if any(pbc) else "not periodic (molecules go to PySCF)"
+        raise InvalidInputError(f"pbc={pbc}: {kind}; GPAW labels crystals (pbc True throughout) and slabs "
+                                "(pbc True, True, False) only")
+    if pbc[2] and not all(pbc):
+        axis = "ab"[pbc.index(False)]
+        raise InvalidInputError(f"pbc={pbc}: a slab with its vacuum along {axis}; put the vacuum along c, the "
+                                "non-periodic axis (pbc True, True, False)")
+    if not pbc[2]:
+        _check_slab(atoms)
     electrons = int(atoms.numbers.sum()) - int(charge)
     if electrons <= 0:
         raise InvalidInputError(f"{electrons} electrons (charge {charge}): expected a positive count")
     return electrons
+
+
+def _check_slab(atoms: Atoms) -> None:
+    """InvalidInputError unless c is orthogonal to a and b (1e-6) and the atoms have ``SLAB_VACUUM`` each side along c.
+
+    The vacuum is measured inside the cell: from the cell's face at c = 0 to the lowest
+    atom, and from the highest atom to the face at c = 1 (Angstrom along c).
+    """
+    a, b, c = atoms.cell.array
+    cosines = [abs(v @ c) / (np.linalg.norm(v) * np.linalg.norm(c)) for v in (a, b)]
+    if max(cosines) > 1e-6:
+        raise InvalidInputError(f"slab: c is not orthogonal to a and b (cosines {max(cosines):.3g}); GPAW's "
+                                "dipole correction needs c normal to the surface")
+    length = float(np.linalg.norm(c))
+    heights = atoms.cell.scaled_positions(atoms.positions)[:, 2] * length  # (N,) Angstrom along c
+    below, above = float(heights.min()), length - float(heights.max())
+    if min(below, above) < SLAB_VACUUM - 1e-6:
+        raise InvalidInputError(
+            f"slab: {below:.2f} A of vacuum below the atoms along c and {above:.2f} A above ({below + above:.2f} A "
+            f"in all); {SLAB_VACUUM:g} A are needed on each side ({2 * SLAB_VACUUM:g} A in all): lengthen c and "
+            "centre the slab (atoms.center(vacuum=..., axis=2))"
+        )
 
 
 def check_gpaw(symbols: Iterable[str]) -> None:
@@ -145,21 +189,23 @@ def label_crystal(
     name: str | None = None,
     source: str = "ase-electra",
 ) -> PeriodicRecord:
-    """GPAW PBE plane-wave reference of one crystal, as a record of density samples.
+    """GPAW PBE plane-wave reference of one crystal or slab, as a record of density samples.
 
     Parameters
     ----------
     atoms : ase.Atoms
-        Periodic along a, b and c; positions and cell in Angstrom. Initial magnetic
-        moments, if any, make the calculation spin-polarised.
+        A crystal (pbc True throughout) or a slab (pbc True, True, False, with vacuum
+        along c: :func:`check_crystal`); positions and cell in Angstrom. Initial magnetic
+        moments, if any, make the calculation spin-polarised. A slab gets one k-point
+        along c and GPAW's dipole-layer correction along c (module docstring).
     ecut : float, eV, optional
         Plane-wave cutoff; default :func:`default_ecut` (800, 1,200 with fluorine).
     kpt_density : float
-        k-points per 1/Angstrom (:func:`kpoint_grid`), Gamma-centred.
+        k-points per 1/Angstrom (:func:`kpoint_grid`; 1 along a slab's c), Gamma-centred.
     smearing : float, eV
         Fermi-Dirac width.
     spacing : float, Angstrom
-        Largest spacing of the sample grid ``Grid.for_cell(atoms.cell, spacing)``.
+        Largest spacing of the sample grid ``Grid.for_cell(atoms.cell, spacing, atoms.pbc)``.
     charge : int
         Total charge, elementary charges (GPAW adds a uniform compensating background).
     name, source : str
@@ -169,7 +215,7 @@ def label_crystal(
     -------
     PeriodicRecord
         The samples (stored as float32), each atom's missing charge, GPAW's energy
-        (Hartree), wall-clock SCF seconds and SCF iterations.
+        (Hartree), wall-clock SCF seconds and SCF iterations, and the structure's pbc.
     """
     check_crystal(atoms, charge)
     check_gpaw(atoms.get_chemical_symbols())
@@ -180,14 +226,15 @@ def label_crystal(
         raise InvalidInputError(f"ecut: expected a finite cutoff > 0 eV, got {ecut}")
     if not (smearing >= 0 and math.isfinite(smearing)):
         raise InvalidInputError(f"smearing: expected a finite width >= 0 eV, got {smearing}")
-    grid = Grid.for_cell(atoms.cell.array, spacing)
-    kpts = kpoint_grid(atoms.cell.array, kpt_density)
-    work = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=True,
-                 magmoms=atoms.get_initial_magnetic_moments())
+    pbc = tuple(bool(p) for p in atoms.pbc)
+    grid = Grid.for_cell(atoms.cell.array, spacing, pbc)
+    kpts = tuple(n if p else 1 for n, p in zip(kpoint_grid(atoms.cell.array, kpt_density), pbc))
+    dipole = {} if all(pbc) else {"poissonsolver": {"dipolelayer": "xy"}}  # a slab: dipole layer along c
+    work = _gpaw_frame(atoms)
     shift = _symmetric_shift(work)  # Angstrom; GPAW's frame is r + shift
     work.positions += shift
     work.calc = GPAW(mode=PW(ecut), xc="PBE", kpts={"size": kpts, "gamma": True}, charge=charge,
-                     occupations=FermiDirac(smearing), txt=None)
+                     occupations=FermiDirac(smearing), txt=None, **dipole)
     start = time.perf_counter()
     try:
         energy = work.get_potential_energy()
@@ -202,22 +249,39 @@ def label_crystal(
         missing_charge=missing, spacing=spacing, xc="pbe", code=f"gpaw {__version__}", ecut=ecut,
         kpts=np.array(kpts), smearing=smearing, spin_polarized=work.calc.get_number_of_spins() == 2,
         charge=int(charge), energy=energy / Hartree, source=source, name=name, scf_seconds=seconds,
-        scf_cycles=int(work.calc.get_number_of_iterations()),
+        scf_cycles=int(work.calc.get_number_of_iterations()), pbc=pbc,
     )
+
+
+def _gpaw_frame(atoms: Atoms) -> Atoms:
+    """A bare copy of ``atoms`` (numbers, magnetic moments, pbc) for GPAW; a slab rotated so that c lies along +z.
+
+    GPAW's dipole layer takes the dipole's z component and ``cell[2, 2]`` as the slab's
+    normal. A rotation leaves fractional coordinates, hence the sample points, unchanged.
+    """
+    cell, rotation = atoms.cell.array, np.eye(3)
+    if not atoms.pbc.all():
+        ez = cell[2] / np.linalg.norm(cell[2])
+        ex = cell[0] / np.linalg.norm(cell[0])  # orthogonal to c (check_crystal)
+        rotation = np.array([ex, np.cross(ez, ex), ez]).T  # vectors (rows) @ rotation: the frame (ex, ez x ex, ez)
+    return Atoms(numbers=atoms.numbers, positions=atoms.positions @ rotation, cell=cell @ rotation, pbc=atoms.pbc,
+                 magmoms=atoms.get_initial_magnetic_moments())
 
 
 def _symmetric_shift(atoms: Atoms) -> np.ndarray:
     """Translation (3,) Angstrom under which GPAW finds the most symmetries of ``atoms``.
 
-    Candidates: none, and the first atom of each element moved to the origin; ties keep
-    the earlier candidate (none first).
+    Candidates: none, and the first atom of each element moved to the origin along the
+    periodic axes (a slab keeps its place along c, inside its cell); ties keep the earlier
+    candidate (none first).
     """
     from gpaw.new.symmetry import create_symmetries_object
 
     magmoms = atoms.get_initial_magnetic_moments()
     firsts = sorted({int(z): i for i, z in reversed(list(enumerate(atoms.numbers)))}.values())
+    along = atoms.cell.scaled_positions(atoms.positions) * atoms.pbc  # (N, 3) fractional, periodic axes only
     best, most = np.zeros(3), 0
-    for shift in [np.zeros(3)] + [-atoms.positions[i] for i in firsts]:
+    for shift in [np.zeros(3)] + [-along[i] @ atoms.cell.array for i in firsts]:
         moved = atoms.copy()
         moved.positions += shift
         count = len(create_symmetries_object(moved, magmoms=magmoms if magmoms.any() else None,

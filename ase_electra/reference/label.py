@@ -1,8 +1,9 @@
 """Labelling in batches: the library behind ``electra-label``.
 
-Molecules (``pbc`` False throughout) are labelled with PySCF (:mod:`.pyscf`), structures
-periodic along a, b and c with GPAW (:mod:`.gpaw`); one batch may hold both, and GPAW is
-needed only when it holds a crystal. :func:`label_files` turns every selected frame of ASE-readable files into one record file,
+Molecules (``pbc`` False throughout) are labelled with PySCF (:mod:`.pyscf`), crystals
+(periodic along a, b and c) and slabs (periodic along a and b, vacuum along c) with GPAW
+(:mod:`.gpaw`); one batch may hold both, and GPAW is needed only when it holds a crystal
+or slab. :func:`label_files` turns every selected frame of ASE-readable files into one record file,
 ``<stem>.npz`` for a file holding a single frame and ``<stem>_<frame>.npz`` otherwise (frame
 counted in the file from 0, whatever ``index`` selects, so runs over different selections
 never clash). All frames are read and checked before the first calculation; each record is
@@ -31,9 +32,10 @@ __all__ = ["check_structure", "label_files", "plan_labels"]
 def check_structure(atoms: Atoms, charge: int = 0) -> int:
     """Number of electrons of ``atoms`` with total ``charge``; InvalidInputError if unlabellable.
 
-    A molecule (:func:`~.pyscf.check_molecule`: an even, positive electron count) or a
-    crystal periodic along a, b and c (:func:`~.gpaw.check_crystal`); refuses structures
-    periodic along some axes only, empty and non-finite ones.
+    A molecule (:func:`~.pyscf.check_molecule`: an even, positive electron count), or a
+    crystal or slab (:func:`~.gpaw.check_crystal`: periodic along a, b and c, or along a
+    and b with vacuum along c); refuses wires, slabs with their vacuum along a or b,
+    empty and non-finite structures.
     """
     return check_crystal(atoms, charge) if atoms.pbc.any() else check_molecule(atoms, charge)
 

@@ -30,16 +30,21 @@ The density is exact at any point::
 with ``phi`` PySCF's spherical AOs, evaluated by :mod:`ase_electra.reference._orbitals`
 (points in Angstrom, densities in e/Angstrom^3; 1 bohr = 0.529177210903 Angstrom).
 
-Crystals
---------
-A :class:`PeriodicRecord` is one structure periodic along a, b and c and its all-electron
-density (GPAW, :mod:`ase_electra.reference.gpaw`) sampled at the points of
-``Grid.for_cell(cell, spacing)``, with the keys
+Crystals and slabs
+------------------
+A :class:`PeriodicRecord` is one crystal (periodic along a, b and c) or slab (periodic along
+a and b, with vacuum along c) and its all-electron density (GPAW,
+:mod:`ase_electra.reference.gpaw`) sampled at the points of ``Grid.for_cell(cell, spacing, pbc)``,
+with the keys
 
 ==============  ===========================================================
 numbers         atomic numbers, int16, shape (N,)
 positions       Angstrom, float64, shape (N, 3)
-cell, pbc       Angstrom, float64, shape (3, 3), rows a, b, c; bool (3,), all True
+cell, pbc       Angstrom, float64, shape (3, 3), rows a, b, c; bool (3,): all True
+                (a crystal), or True, True, False (a slab: c is orthogonal to a and b
+                and holds at least 4 A of vacuum on each side of the atoms, so the
+                density vanishes at the cell's faces along c); files without ``pbc``
+                are crystals
 density         e/Angstrom^3, float32, shape (nx, ny, nz): the density's value at
                 point (i, j, k) = (i/nx) a + (j/ny) b + (k/nz) c (the CHGCAR layout)
 missing_charge  electrons, float64, shape (N,): what each atom's cusp holds beyond
@@ -47,7 +52,8 @@ missing_charge  electrons, float64, shape (N,): what each atom's cusp holds beyo
 spacing         Angstrom: the largest spacing asked of the grid (``Grid.for_cell``)
 xc, code        'pbe'; the code and its version, e.g. 'gpaw 26.7.0'
 ecut            plane-wave cutoff, eV
-kpts            int, shape (3,): Gamma-centred Monkhorst-Pack k-point grid
+kpts            int, shape (3,): Gamma-centred Monkhorst-Pack k-point grid (1 along c
+                for a slab)
 smearing        Fermi-Dirac width, eV
 spin_polarized  bool: spin-polarised SCF (the density stored is the total)
 charge          total charge, elementary charges
@@ -94,10 +100,12 @@ __all__ = ["BOHR", "PeriodicRecord", "ReferenceRecord", "load_record", "save_rec
 
 _REQUIRED = ("numbers", "positions", "basis", "xc", "mo_coeff_occ", "energy", "source", "name")
 _OPTIONAL = ("scf_seconds", "scf_cycles", "grid_level", "conv_tol")
-_PERIODIC_REQUIRED = ("numbers", "positions", "cell", "pbc", "density", "missing_charge", "spacing", "xc", "code",
+_PERIODIC_REQUIRED = ("numbers", "positions", "cell", "density", "missing_charge", "spacing", "xc", "code",
                       "ecut", "kpts", "smearing", "spin_polarized", "charge", "energy", "source", "name")
-_PERIODIC_OPTIONAL = ("scf_seconds", "scf_cycles")
+_PERIODIC_OPTIONAL = ("scf_seconds", "scf_cycles", "pbc")
 _ARRAYS = ("numbers", "positions", "mo_coeff_occ", "cell", "pbc", "density", "missing_charge", "kpts")
+#: Periodicity of a crystal and of a slab (vacuum along c).
+_CRYSTAL, _SLAB = (True, True, True), (True, True, False)
 
 
 def _readonly(a: np.ndarray, dtype: type) -> np.ndarray:
@@ -266,16 +274,16 @@ class ReferenceRecord:
 
 @dataclass(frozen=True, eq=False)
 class PeriodicRecord:
-    """A crystal and its all-electron density sampled at the points of its cell grid.
+    """A crystal or slab and its all-electron density sampled at the points of its cell grid.
 
     Parameters
     ----------
     numbers : array of int, shape (N,)
     positions : array, shape (N, 3), Angstrom
     cell : array, shape (3, 3), Angstrom
-        Lattice vectors as rows; the structure is periodic along all three.
+        Lattice vectors as rows.
     density : array, shape (nx, ny, nz), e/Angstrom^3
-        Point samples on ``Grid.for_cell(cell, spacing)``; kept as float32 as in the file.
+        Point samples on ``Grid.for_cell(cell, spacing, pbc)``; kept as float32 as in the file.
     missing_charge : array, shape (N,), electrons
         Per atom, the charge of its cusp beyond the point samples (module docstring).
     spacing : float, Angstrom
@@ -291,6 +299,9 @@ class PeriodicRecord:
     source, name : str
     scf_seconds : float, optional
     scf_cycles : int, optional
+    pbc : tuple of 3 bool
+        Periodic axes: (True, True, True) for a crystal, (True, True, False) for a slab
+        (vacuum along c, which is orthogonal to a and b).
     """
 
     numbers: np.ndarray
@@ -311,6 +322,7 @@ class PeriodicRecord:
     name: str
     scf_seconds: float | None = None
     scf_cycles: int | None = None
+    pbc: tuple[bool, bool, bool] = _CRYSTAL
 
     def __post_init__(self) -> None:
         numbers, positions = np.asarray(self.numbers), np.asarray(self.positions)
@@ -319,6 +331,10 @@ class PeriodicRecord:
         _check_atoms(numbers, positions)
         if cell.shape != (3, 3) or not np.isfinite(cell).all() or abs(np.linalg.det(cell)) < 1e-9:
             raise InvalidInputError(f"cell: expected finite, non-singular (3, 3) rows, got {cell.tolist()}")
+        pbc = np.asarray(self.pbc)
+        if pbc.shape != (3,) or pbc.dtype != bool or tuple(pbc.tolist()) not in (_CRYSTAL, _SLAB):
+            raise InvalidInputError(
+                f"pbc: expected {list(_CRYSTAL)} (a crystal) or {list(_SLAB)} (a slab), got {pbc.tolist()}")
         if not (self.spacing > 0 and math.isfinite(self.spacing)):
             raise InvalidInputError(f"spacing: expected a finite value > 0, got {self.spacing}")
         shape = Grid.for_cell(cell, self.spacing).shape
@@ -342,19 +358,19 @@ class PeriodicRecord:
                            ("missing_charge", _readonly(missing, np.float64)), ("kpts", _readonly(kpts, np.int64)),
                            ("spacing", float(self.spacing)), ("ecut", float(self.ecut)),
                            ("smearing", float(self.smearing)), ("spin_polarized", bool(self.spin_polarized)),
-                           ("charge", int(self.charge))):
+                           ("charge", int(self.charge)), ("pbc", tuple(pbc.tolist()))):
             object.__setattr__(self, key, value)
 
     @property
     def atoms(self) -> Atoms:
-        """A new ``ase.Atoms`` (Angstrom, periodic in its cell) with ``info['name']`` and ``info['source']``."""
+        """A new ``ase.Atoms`` (Angstrom, its cell and :attr:`pbc`) with ``info['name']`` and ``info['source']``."""
         return Atoms(numbers=self.numbers.astype(int), positions=self.positions.copy(), cell=self.cell.copy(),
-                     pbc=True, info={"name": self.name, "source": self.source})
+                     pbc=self.pbc, info={"name": self.name, "source": self.source})
 
     @property
     def grid(self) -> Grid:
-        """The grid of :attr:`density`: the cell, origin zero, periodic."""
-        return Grid(self.cell, self.density.shape, np.zeros(3), (True, True, True))
+        """The grid of :attr:`density`: the cell, origin zero, periodic along :attr:`pbc`."""
+        return Grid(self.cell, self.density.shape, np.zeros(3), self.pbc)
 
     @property
     def n_electrons(self) -> int:
@@ -409,9 +425,6 @@ def load_record(path: str | os.PathLike) -> ReferenceRecord | PeriodicRecord:
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         raise FileFormatError(f"{path}: unreadable ({err.__class__.__name__}: {err})") from err
     try:
-        if periodic and not (values["pbc"].shape == (3,) and values["pbc"].dtype == bool and values["pbc"].all()):
-            raise InvalidInputError(f"pbc: expected three True values, got {values['pbc'].tolist()}")
-        values.pop("pbc", None)
         fields = {key: value if key in _ARRAYS else _scalar(key, value) for key, value in values.items()}
         return PeriodicRecord(**fields) if periodic else ReferenceRecord(**fields)
     except InvalidInputError as err:
@@ -439,7 +452,7 @@ def save_record(path: str | os.PathLike, record: ReferenceRecord | PeriodicRecor
     if isinstance(record, PeriodicRecord):
         arrays = {
             "numbers": record.numbers, "positions": record.positions, "cell": record.cell,
-            "pbc": np.ones(3, dtype=bool), "density": record.density, "missing_charge": record.missing_charge,
+            "pbc": np.array(record.pbc, dtype=bool), "density": record.density, "missing_charge": record.missing_charge,
             "spacing": np.float64(record.spacing), "xc": np.str_(record.xc), "code": np.str_(record.code),
             "ecut": np.float64(record.ecut), "kpts": record.kpts, "smearing": np.float64(record.smearing),
             "spin_polarized": np.bool_(record.spin_polarized), "charge": np.int64(record.charge),
