@@ -7,9 +7,9 @@ prototypes, strained and rattled; one periodic structure per extxyz file, for el
     electra-label data/crystals/structures/train/*.xyz -o data/crystals/records/train
 
 Compounds (``COMPOUNDS``): the non-magnetic elements ASE's ``bulk`` knows with their reference
-lattices (Li, Be, C, Na, Mg, Al, Si, K, Ca, Ti, Cu, Zn), rocksalt, zincblende, wurtzite,
+lattices (Li, Be, C, Na, Mg, Al, Si, K, Ca, Ti, Cu, Zn, Ge, Sc, V), rocksalt, zincblende, wurtzite,
 (anti)fluorite, CsCl, rutile and cubic perovskite compounds of elements up to Br, and two layered
-crystals (graphite, hexagonal BN), at experimental lattice constants. Each compound gives five
+crystals (graphite, hexagonal BN), at experimental lattice constants, and slabs. Each compound gives five
 structures, named ``<formula>_<prototype>_<variant>.xyz``:
 
 - ``v096``, ``v100``, ``v104``: the primitive cell scaled isotropically by 0.96, 1.00 and 1.04
@@ -19,8 +19,12 @@ structures, named ``<formula>_<prototype>_<variant>.xyz``:
   seeded normal noise of 0.05 Angstrom on every coordinate (MD-like; lowest symmetry, so the
   most k-points and the costliest to label).
 
-Every structure is translated by a seeded random vector so that no nucleus sits on a point of
-the sampling grid (a point on a nucleus makes grid-point NMAE one cusp's value); GPAW labels
+Slabs (``SLABS``: fcc (111) and (100), bcc (110) and hcp (0001) metal surfaces and rocksalt (100)
+surfaces of four atomic layers, graphene and a hexagonal BN monolayer; pbc True, True, False,
+6 Angstrom of vacuum on each side along c) give ``v100`` and ``r1`` only.
+
+Every structure is translated by a seeded random vector (a slab in its plane and by up to
+0.3 Angstrom along c) so that no nucleus sits on a point of the sampling grid (a point on a nucleus makes grid-point NMAE one cusp's value); GPAW labels
 the symmetric structure and samples the density at the translated points. Split: the compounds
 in ``VALIDATION`` (one of most prototypes, each of whose elements also trains in other
 compounds) are validation, all five structures with them. Everything is seeded (``--seed``); a rerun writes the same
@@ -37,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
+import ase.build
 from ase.build import bulk
 from ase.io import write
 from ase.spacegroup import crystal
@@ -62,14 +67,25 @@ COMPOUNDS: list[tuple[str, str, float, float]] = [
     ("TiO2", "rutile", 4.594, 2.959), ("MgF2", "rutile", 4.621, 3.052), ("SiO2", "rutile", 4.18, 2.67),
     ("CaTiO3", "perovskite", 3.84, 0), ("KMgF3", "perovskite", 3.99, 0), ("KZnF3", "perovskite", 4.06, 0),
     ("C", "graphite", 2.46, 6.71), ("BN", "hexagonal", 2.50, 6.66),
+    *[(el, "element", 0.0, 0.0) for el in ("Ge", "Sc", "V")],
+    ("ScN", "rocksalt", 4.52, 0), ("VC", "rocksalt", 4.16, 0), ("GeO2", "rutile", 4.395, 2.859),
+    ("Al", "fcc111", 4.05, 0), ("Cu", "fcc111", 3.61, 0), ("Al", "fcc100", 4.05, 0), ("Cu", "fcc100", 3.61, 0),
+    ("Na", "bcc110", 4.23, 0), ("Li", "bcc110", 3.49, 0), ("Mg", "hcp0001", 3.21, 5.21), ("Ti", "hcp0001", 2.95, 4.69),
+    ("MgO", "rocksalt100", 4.21, 0), ("NaCl", "rocksalt100", 5.64, 0), ("LiF", "rocksalt100", 4.03, 0),
+    ("C", "graphene", 2.46, 0), ("BN", "monolayer", 2.50, 0),
 ]
 
+#: Slab prototypes: four atomic layers (graphene and BN one) with SLAB_VACUUM on each side along c.
+SLABS = frozenset({"fcc111", "fcc100", "bcc110", "hcp0001", "rocksalt100", "graphene", "monolayer"})
+SLAB_VACUUM = 6.0
+SLAB_VARIANTS = ("v100", "r1")
+
 #: Rutile's oxygen (fluorine) coordinate u, per formula.
-RUTILE_U = {"TiO2": 0.305, "MgF2": 0.303, "SiO2": 0.306}
+RUTILE_U = {"TiO2": 0.305, "MgF2": 0.303, "SiO2": 0.306, "GeO2": 0.307}
 
 #: Validation compounds, ``<formula>_<prototype>``.
 VALIDATION = frozenset({
-    "Al_element", "Ti_element", "KBr_rocksalt", "BeS_zincblende", "ZnSe_zincblende", "GaN_wurtzite",
+    "Al_element", "Al_fcc111", "Ti_element", "KBr_rocksalt", "BeS_zincblende", "ZnSe_zincblende", "GaN_wurtzite",
     "Li2S_antifluorite", "MgF2_rutile", "KZnF3_perovskite",
 })
 
@@ -108,7 +124,33 @@ def primitive(formula: str, prototype: str, a: float, c: float) -> Atoms:
     if prototype == "hexagonal":  # h-BN, AA' stacking
         return crystal(["B", "N"], basis=[(1 / 3, 2 / 3, 0.25), (2 / 3, 1 / 3, 0.25)], spacegroup=194,
                        cellpar=[a, a, c, 90, 90, 120])
+    if prototype in SLABS:
+        return slab(formula, prototype, a, c)
     raise ValueError(f"unknown prototype {prototype!r}")
+
+
+def slab(formula: str, prototype: str, a: float, c: float) -> Atoms:
+    """A slab periodic along a and b, SLAB_VACUUM (Angstrom) of vacuum on each side along c."""
+    layers, vacuum = (1, 1, 4), SLAB_VACUUM
+    if prototype in ("fcc111", "fcc100", "bcc110", "hcp0001"):
+        out = getattr(ase.build, prototype)(formula, layers, a=a, vacuum=vacuum, **({"c": c} if c else {}))
+        out.info.clear()  # ASE's adsorbate sites: not structure data
+        return out
+    if prototype == "graphene":
+        return ase.build.graphene("C2", a=a, vacuum=vacuum)
+    if prototype == "monolayer":  # hexagonal BN, one layer
+        return ase.build.graphene(formula, a=a, vacuum=vacuum)
+    # rocksalt (100): a square cell of side a / sqrt(2), one cation and one anion per layer, a / 2 apart
+    side = a / np.sqrt(2)
+    cation, anion = Atoms(formula).get_chemical_symbols()
+    symbols, positions = [], []
+    for k in range(4):
+        pair = (cation, anion) if k % 2 == 0 else (anion, cation)
+        symbols += pair
+        positions += [(0.0, 0.0, k * a / 2), (side / 2, side / 2, k * a / 2)]
+    out = Atoms(symbols, positions=positions, cell=[side, side, 0.0], pbc=(True, True, False))
+    out.center(vacuum=vacuum, axis=2)
+    return out
 
 
 def _perovskite_sites(formula: str) -> tuple[str, str, str]:
@@ -134,7 +176,10 @@ def variant(atoms: Atoms, name: str, rng: np.random.Generator) -> Atoms:
             reps[int(np.argmin(out.cell.lengths()))] = 2
             out = out.repeat(reps)
         out.positions += rng.normal(0.0, 0.05, out.positions.shape)
-    out.positions += rng.uniform(0.0, 1.0, 3) @ out.cell.array
+    if out.pbc.all():
+        out.positions += rng.uniform(0.0, 1.0, 3) @ out.cell.array
+    else:  # a slab: anywhere in the plane, and up to 0.3 A along c, staying inside the cell
+        out.positions += rng.uniform(0.0, 1.0, 3) * (1, 1, 0) @ out.cell.array + (0, 0, rng.uniform(-0.3, 0.3))
     out.wrap()
     return out
 
@@ -146,7 +191,7 @@ def crystal_structures(seed: int = 0) -> Iterator[Structure]:
         key = f"{formula}_{prototype}"
         split = "val" if key in VALIDATION else "train"
         cell = primitive(formula, prototype, a, c)
-        for v in VARIANTS:
+        for v in SLAB_VARIANTS if prototype in SLABS else VARIANTS:
             yield Structure(f"{key}_{v}", split, variant(cell, v, rng))
 
 
