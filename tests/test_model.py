@@ -268,6 +268,50 @@ def test_periodic_cell_is_equivariant(model):
     assert_equivariant(model, nacl, random_orthogonal(4), np.array([0.2, 0.0, 0.5]))
 
 
+@pytest.fixture(scope="module")
+def lattice_model(config, reference) -> ElectraModel:
+    torch.manual_seed(0)
+    m = ElectraModel(dataclasses.replace(config, lattice_frame=True), reference).double()
+    with torch.no_grad():  # let the vector and matrix heads move Gaussians visibly
+        for name, p in m.named_parameters():
+            if name.startswith(("heads.vector_head", "heads.matrix_head")):
+                p.mul_(30.0)
+    return m
+
+
+def offsets(mixture: GaussianMixture, atoms: Atoms) -> torch.Tensor:
+    """Distance (K,) of each Gaussian's centre from the nearest atom or periodic image, Angstrom."""
+    cell = torch.as_tensor(atoms.cell.array)
+    d = (mixture.centres[:, None, :] - torch.as_tensor(atoms.positions)[None]) @ torch.linalg.inv(cell)
+    return ((d - torch.round(d)) @ cell).norm(dim=-1).min(1).values
+
+
+def test_cubic_sites_get_directions_from_the_lattice_frame_only(model, lattice_model):
+    salt = bulk("NaCl", "rocksalt", a=5.64)  # Oh sites: no vector survives the message passing
+    spherical = predict(model, [salt])
+    assert offsets(spherical, salt).max() < 1e-9
+    assert torch.linalg.eigvalsh(spherical.covariances).diff(dim=-1).abs().max() < 1e-9
+    assert offsets(predict(lattice_model, [salt]), salt).max() > 1e-3
+
+
+def test_lattice_frame_is_equivariant_and_the_same_for_supercells(lattice_model):
+    salt = bulk("NaCl", "rocksalt", a=5.64)
+    salt.positions += np.random.default_rng(3).normal(scale=0.05, size=salt.positions.shape)
+    assert_equivariant(lattice_model, salt, random_orthogonal(5), np.array([0.4, -0.1, 0.2]))
+    big = salt.repeat((2, 1, 1))  # lattice vectors pointing the same way: the same density
+    p = probe_points(salt)
+    rho = evaluate_points(predict(lattice_model, [salt]), p, cell=salt.cell.array, pbc=(True,) * 3)
+    rho_big = evaluate_points(predict(lattice_model, [big]), p, cell=big.cell.array, pbc=(True,) * 3)
+    torch.testing.assert_close(rho_big, rho, rtol=1e-6, atol=1e-9 * rho.abs().max().item())
+
+
+def test_lattice_frame_leaves_molecules_alone(lattice_model):
+    g = Graph.from_atoms([methyl_ethanol()], lattice_model.config.cutoff, dtype=torch.float64)
+    f = frame_features(g, lattice_model.config.cutoff, lattice=True)
+    assert f.vectors.shape[1] == 7 and f.vectors[:, 4:].abs().max() == 0
+    torch.testing.assert_close(f.vectors[:, :4], frame_features(g, lattice_model.config.cutoff).vectors)
+
+
 # ---------------------------------------------------------------------- charge
 def test_weights_are_positive_and_sum_to_the_electron_count(model):
     cation = methyl_ethanol()
@@ -438,18 +482,33 @@ def test_loss_on_grid_backpropagates_to_every_parameter(model):
         assert p.grad.abs().sum() > 0, name
 
 
-def test_shipped_model_warns_once_about_periodic_structures(caplog):
+def test_shipped_model_sends_periodic_structures_to_its_crystal_model():
+    from ase_electra.models import load_model
+    from ase_electra.models.shipped import ShippedModel
+
+    model = load_model("default")
+    assert isinstance(model, ShippedModel)
+    salt, water = bulk("NaCl", "rocksalt", a=5.64), molecule("H2O")
+    mixed = model.predict([salt, water, salt])
+    parts = [model.crystals.predict([salt]), model.molecules.predict([water]), model.crystals.predict([salt])]
+    assert mixed.sizes == tuple(p.n_gaussians for p in parts)
+    for got, expected in zip(mixed.split(), parts):
+        torch.testing.assert_close(got.centres, expected.centres, rtol=1e-5, atol=1e-6)  # batch vs one: float32
+        torch.testing.assert_close(got.weights, expected.weights, rtol=1e-5, atol=1e-6)
+    assert model.part(salt) is model.crystals and model.part(water) is model.molecules
+
+
+def test_shipped_model_names_the_part_that_refuses_an_element():
+    from ase.build import bulk
+
+    from ase_electra.errors import UnknownElementError
     from ase_electra.models import load_model
 
     model = load_model("default")
-    crystal = molecule("CH4", cell=[6.0, 6.0, 6.0], pbc=True)
-    with caplog.at_level("WARNING", logger="ase_electra"):
-        model.predict([molecule("H2O")])
-        assert not caplog.records
-        model.predict([crystal])
-        model.predict([crystal, molecule("H2O")])
-    assert len(caplog.records) == 1 and "trained on molecules only" in caplog.records[0].getMessage()
-    assert "\n" not in caplog.records[0].getMessage()
+    with pytest.raises(UnknownElementError, match=r"Na not supported by model 'electra:default \(molecules\)'"):
+        model.predict([Atoms("NaCl", positions=[[0, 0, 0], [2.4, 0, 0]])])
+    with pytest.raises(UnknownElementError, match=r"Fe not supported by model 'electra:default \(crystals\)'"):
+        model.predict([bulk("Fe")])
 
 
 # ---------------------------------------------------------------------- new elements

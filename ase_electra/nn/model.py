@@ -38,7 +38,7 @@ from ..gaussians import GaussianMixture
 from ..graph import Graph
 from .heads import AtomicReference, GaussianHeads, core_electrons, count_core
 from .radial import RadialBasis
-from .symmetry import N_FRAME_MATRICES, N_FRAME_SCALARS, N_FRAME_VECTORS, Debias, frame_features
+from .symmetry import N_FRAME_MATRICES, N_FRAME_SCALARS, N_FRAME_VECTORS, N_LATTICE_VECTORS, Debias, frame_features
 from .tensors import Edges, TensorBlock, TensorFeatures
 
 __all__ = [
@@ -124,6 +124,10 @@ class ElectraConfig:
         Apply a debiasing layer after every block.
     node_filters : bool
         Radial filters modulated by both atoms' scalars (``nn.tensors.TensorMessage``).
+    lattice_frame : bool
+        Periodic structures: the unit lattice vectors join every atom's starting vectors,
+        so that sites of cubic symmetry can place and shape Gaussians off the atom
+        (``nn/symmetry.py``); molecules are unaffected.
     """
 
     elements: tuple[int, ...]
@@ -144,6 +148,7 @@ class ElectraConfig:
     degeneracy: float = 0.02
     debias: bool = True
     node_filters: bool = False
+    lattice_frame: bool = False
 
     def __post_init__(self) -> None:
         for name in ("elements", "n_core", "n_floating"):
@@ -237,7 +242,7 @@ class ElectraModel(nn.Module):
         self.register_buffer("element_row", row_of, persistent=False)
         self.radial = RadialBasis(c.cutoff, c.n_bessel)
         self.embed_scalars = nn.Linear(n_el + N_FRAME_SCALARS + 1, c.channels)
-        self.embed_vectors = nn.Linear(N_FRAME_VECTORS, c.channels, bias=False)
+        self.embed_vectors = nn.Linear(N_FRAME_VECTORS + N_LATTICE_VECTORS * c.lattice_frame, c.channels, bias=False)
         self.embed_matrices = nn.Linear(N_FRAME_MATRICES, c.channels, bias=False)
         self.blocks = nn.ModuleList(
             TensorBlock(c.channels, c.n_bessel, c.radial_hidden, c.max_filter_rank, c.avg_neighbours, c.node_filters)
@@ -404,7 +409,7 @@ class ElectraModel(nn.Module):
         not a product with a one-hot vector: the same values, but exact, so a :meth:`grown`
         model (more one-hot columns) gives its old elements bit for bit the same features."""
         c = self.config
-        frames = frame_features(graph, c.cutoff, c.sign_length, c.sign_moment, c.degeneracy)
+        frames = frame_features(graph, c.cutoff, c.sign_length, c.sign_moment, c.degeneracy, c.lattice_frame)
         z_total = torch.zeros_like(graph.n_electrons).index_add(0, graph.batch, graph.numbers.to(graph.dtype))
         excess = (z_total - graph.n_electrons) / graph.atoms_per_structure().to(
             graph.dtype

@@ -25,7 +25,17 @@ axis is undefined, instead of being chosen by the eigensolver's rounding:
   the centre of CO2); the global fallback is off for periodic structures.
 
 So the start is O(3)-equivariant for every input, symmetric inputs give symmetric
-densities, and an atom's frame follows the molecule when the molecule is rotated. All of
+densities, and an atom's frame follows the molecule when the molecule is rotated.
+
+Crystals have no global frame, and at a site of cubic symmetry (rocksalt, zincblende,
+fluorite, fcc and bcc metals) every f_a and the centroid vanish and no message can make
+a vector or an anisotropic matrix: the density is a sum of spherical atoms. With
+``lattice=True`` the unit vectors of the structure's periodic lattice vectors (zero along
+non-periodic axes and for molecules) join every atom's starting vectors. They rotate with
+the structure, so the start stays rotation-equivariant, and give cubic sites the
+directions their bond charges need; the price is that the density depends on the cell
+chosen (a primitive and a conventional cell of one crystal differ), though not on
+supercells of it, whose lattice vectors point the same way. All of
 it is computed in float64 without gradients: the frames are piecewise-smooth functions
 of geometry treated as constants in backpropagation, so degenerate eigenvalues can never
 produce NaN gradients.
@@ -49,10 +59,11 @@ from ..graph import Graph
 from .radial import polynomial_cutoff
 from .tensors import TensorFeatures, soft_norm
 
-__all__ = ["FrameFeatures", "frame_features", "degeneracy_weights", "Debias", "N_FRAME_SCALARS"]
+__all__ = ["FrameFeatures", "frame_features", "degeneracy_weights", "Debias", "N_FRAME_SCALARS", "N_LATTICE_VECTORS"]
 
 N_FRAME_SCALARS = 11
 N_FRAME_VECTORS = 4
+N_LATTICE_VECTORS = 3
 N_FRAME_MATRICES = 5
 _TINY = 1e-12
 
@@ -90,6 +101,7 @@ def frame_features(
     sign_length: float = 0.01,
     sign_moment: float = 0.01,
     degeneracy: float = 0.02,
+    lattice: bool = False,
 ) -> FrameFeatures:
     """Inertia-frame starting features of every atom (see the module docstring).
 
@@ -104,6 +116,8 @@ def frame_features(
         tau': the same for the global third moment (dimensionless, in [-1, 1]).
     degeneracy : float
         delta: relative eigenvalue gap below which an axis fades out.
+    lattice : bool
+        Append the unit periodic lattice vectors (``N_LATTICE_VECTORS`` more vectors).
     """
     f64 = torch.float64
     pos = graph.positions.detach().to(f64)
@@ -141,6 +155,10 @@ def frame_features(
     matrices = torch.stack([iso[:, None, None] * eye, dev, *anti], dim=1)  # (N, 5, 3, 3)
 
     vectors = torch.cat([f, (centroid / cutoff).unsqueeze(1)], dim=1)  # (N, 4, 3)
+    if lattice:
+        cells = graph.cells.detach().to(f64)  # (S, 3, 3) rows a, b, c
+        unit = cells / (cells.norm(dim=-1, keepdim=True) + _TINY) * graph.pbc.to(f64).unsqueeze(-1)
+        vectors = torch.cat([vectors, unit[b]], dim=1)  # (N, 7, 3)
     scalars = torch.cat(
         [
             lam / (lam.sum(-1, keepdim=True) + _TINY),  # normalised principal moments
