@@ -57,7 +57,6 @@ import numpy as np
 import torch
 from ase import Atoms
 from ase.calculators.calculator import CalculationFailed, Calculator, InputError, all_changes
-from ase.data import chemical_symbols
 
 from .density import Density
 from .errors import ElectraError, InvalidInputError, UnknownElementError
@@ -65,6 +64,7 @@ from .evaluate import evaluate, evaluate_points
 from .gaussians import GaussianMixture
 from .grid import Grid
 from .models import DensityModel, load_model
+from .models.base import check_for_model
 from .properties import (
     dipole_moment,
     electrostatic_potential,
@@ -94,7 +94,8 @@ class ElectraCalculator(Calculator):
     Parameters
     ----------
     model : str, path or DensityModel
-        ``"default"`` (the model shipped with the package), ``"promolecule"``
+        ``"default"`` (the models shipped with the package: molecules to one, structures
+        with a periodic axis to the other), ``"promolecule"``
         (superposition of atomic densities), a training run folder, a model folder
         (``config.json`` + ``model.safetensors``) or its ``.safetensors`` file, or a
         :class:`~ase_electra.models.DensityModel` instance (used as is, on its device).
@@ -460,10 +461,12 @@ def _check_atoms(atoms: Atoms, model: DensityModel) -> None:
         raise CalculatorInputError("structure has no atoms")
     if not np.isfinite(atoms.positions).all():
         raise CalculatorInputError(f"{label}: non-finite atomic positions")
-    unknown = sorted(set(atoms.numbers.tolist()) - set(model.elements))
-    if unknown:
-        names = ", ".join(chemical_symbols[z] for z in unknown)
-        raise CalculatorElementError(f"{label}: element(s) {names} not supported by model {model.name!r}")
+    named = atoms.copy()
+    named.info["name"] = label
+    try:
+        check_for_model(model, [named])  # the shipped default: the part that predicts these atoms
+    except UnknownElementError as exc:
+        raise CalculatorElementError(str(exc)) from None
     charge = atoms.info.get("charge", 0)
     try:
         charge = float(charge)

@@ -31,7 +31,7 @@ from .errors import InvalidInputError
 from .grid import DEFAULT_MAX_POINTS, Grid
 from .io import FramesWriter, read_settings, settings_comment, write_density
 from .models import DensityModel
-from .models.base import check_structures
+from .models.base import check_for_model
 from .predict import grid_for, in_box_frame, predict_densities
 from .runs import FRAME_ERRORS, Refusals, RunSettings, RunSummary, package_version, run_batches, stale_output
 from .structures import FrameJob, InputFile, keep_valid, name_outputs, read_inputs
@@ -152,7 +152,7 @@ def convert(
     refusals = Refusals(report)
     inputs, grid_of = [], {}
     for source in read_inputs(files, index, refusals=refusals, charge=charge):
-        source = keep_valid(source, lambda atoms: check_structures([atoms], model.elements, model.name), refusals)
+        source = keep_valid(source, lambda atoms: check_for_model(model, [atoms]), refusals)
         if fmt != "mixtures":
             source, grids = _gridded(source, spacing, margin, box, max_points, refusals)
             grid_of |= {(source.path, frame): grid for (frame, _), grid in zip(source.frames, grids)}

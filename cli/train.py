@@ -54,7 +54,8 @@ from ._common import device_option, traceback_option, user_errors, version_optio
               help="JSON file of model settings (e.g. {\"channels\": 64}) or a full model config.json.",
               show_default="ase_electra.models.electra.default_config for the data's elements")
 @click.option("--init", "init_spec", metavar="MODEL",
-              help="Fine-tune: start from this trained model ('default', a model or run folder) "
+              help="Fine-tune: start from this trained model ('default': its crystal model when every "
+                   "training structure is periodic, else its molecular one; a model or run folder) "
                    "with its configuration; elements of DATA it lacks are added first, each starting as "
                    "its promolecule (ElectraDensityModel.grown); excludes --model-config and --resume.",
               show_default="a fresh model, starting as the promolecule")
@@ -119,7 +120,7 @@ def main(data, run_dir, val_dir, val_fraction, epochs, max_minutes, loss, probes
                 model = model_config_for(train_samples + val_samples, json.loads(model_config.read_text()))
             except (OSError, ValueError) as err:
                 raise FileFormatError(f"{model_config}: {err}") from None
-        init = None if init_spec is None else _trained_model(init_spec, widen, seed)
+        init = None if init_spec is None else _trained_model(init_spec, widen, seed, train_samples)
         if init is not None:
             init = _with_elements(init, train_samples + val_samples)
         cache = None if cache_dir is None else GridCache(cache_dir)
@@ -135,15 +136,19 @@ def main(data, run_dir, val_dir, val_fraction, epochs, max_minutes, loss, probes
     )
 
 
-def _trained_model(spec: str, widen: tuple[int, int] | None, seed: int):
+def _trained_model(spec: str, widen: tuple[int, int] | None, seed: int, samples):
     """The ELECTRA model named by ``--init``, widened to ``--widen`` (floating Gaussians per heavy
-    atom and per H/He) if given; the promolecule is what a fresh run starts from anyway."""
+    atom and per H/He) if given; the promolecule is what a fresh run starts from anyway. Of the
+    shipped default's two models, the crystal model when every training sample is periodic."""
     from ase_electra.errors import InvalidInputError
     from ase_electra.models.base import load_model
     from ase_electra.models.electra import ElectraDensityModel
+    from ase_electra.models.shipped import ShippedModel
     from ase_electra.nn.model import floating_counts
 
     model = load_model(spec)
+    if isinstance(model, ShippedModel):
+        model = model.crystals if all(sample.atoms.pbc.any() for sample in samples) else model.molecules
     if not isinstance(model, ElectraDensityModel):
         raise InvalidInputError(f"--init {spec}: not a trained ELECTRA model (a fresh run starts as the promolecule)")
     if widen is None:

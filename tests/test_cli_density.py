@@ -164,10 +164,22 @@ def test_default_model_is_the_shipped_one(tmp_path, water_xyz):
 
 
 def test_default_model_names_elements_it_lacks(tmp_path):
-    path = tmp_path / "ge.xyz"
-    write(path, bulk("Ge", "diamond", a=5.66))
+    path = tmp_path / "fe.xyz"
+    write(path, bulk("Fe", "bcc", a=2.87))
     result = run(path, "-o", tmp_path / "out", "--spacing", "0.5")
-    assert result.exit_code == 1 and f"{path}:0: element(s) Ge not supported" in result.output
+    assert result.exit_code == 1
+    assert f"{path}:0: element(s) Fe not supported by model 'electra:default" in result.output
+
+
+def test_default_model_gives_crystals_its_crystal_model(tmp_path):
+    path = tmp_path / "POSCAR"
+    write(path, bulk("NaCl", "rocksalt", a=5.64), format="vasp")
+    result = run(path, "-o", tmp_path / "out", "--format", "chgcar", "--spacing", "0.3")
+    assert result.exit_code == 0, result.output
+    density = read_density(tmp_path / "out" / "POSCAR.chgcar")
+    crystals = load_model("default").crystals
+    (expected,) = predict_densities(crystals, [read(path)], [density.grid], sampling="voxel")
+    np.testing.assert_allclose(density.values, expected.values, rtol=1e-4, atol=1e-6 * expected.values.max())
 
 
 def test_default_model_converts_molecules_with_b_si_p_s_cl_br(tmp_path):

@@ -211,7 +211,7 @@ def with_potassium():
     ("name", "atoms", "args", "message"),
     [
         ("oh", molecule("OH"), [], "Error: oh: 9 electrons cannot have spin 0"),
-        ("bad", with_potassium(), ["--spin", "1"], "Error: bad: element(s) K not supported by model 'electra:default'"),
+        ("bad", with_potassium(), ["--spin", "1"], "Error: bad: element(s) K not supported by model 'electra:default (molecules)'"),
         ("water", molecule("H2O"), ["--model", "nowhere"], "Error: model: 'nowhere' is neither"),
         ("water", molecule("H2O"), ["--xc", "nonsense"], "Error: xc: unknown functional 'nonsense'"),
         ("water", molecule("H2O"), ["--basis", "nonsense"], "Error: water: PySCF cannot build basis 'nonsense'"),

@@ -11,10 +11,7 @@ from ase import Atoms
 from ..errors import FileFormatError, InvalidInputError, UnknownElementError
 from ..gaussians import GaussianMixture
 
-__all__ = ["DensityModel", "load_model", "check_structures", "shipped_model"]
-
-#: The package (``weights/`` in the source tree) holding the shipped model in ``default/``.
-_WEIGHTS_PACKAGE = "ase_electra.weights"
+__all__ = ["DensityModel", "load_model", "check_structures", "check_for_model"]
 
 
 @runtime_checkable
@@ -49,6 +46,15 @@ def check_structures(structures: list[Atoms], elements: frozenset[int], model_na
             )
 
 
+def check_for_model(model: DensityModel, structures: list[Atoms]) -> None:
+    """:func:`check_structures` against the model that predicts each structure: for a model
+    made of parts (``model.part(atoms)``: the shipped default sends molecules to one and
+    periodic structures to another) that part's elements and name, else ``model``'s."""
+    for atoms in structures:
+        part = model.part(atoms) if hasattr(model, "part") else model
+        check_structures([atoms], part.elements, part.name)
+
+
 def _symbol(z: int) -> str:
     from ase.data import chemical_symbols
 
@@ -61,14 +67,17 @@ def load_model(spec: str | Path = "promolecule", device: str | torch.device = "c
     Parameters
     ----------
     spec : str or Path
-        ``"default"`` (the ELECTRA model shipped with the package), ``"promolecule"``
+        ``"default"`` (the ELECTRA models shipped with the package, one for molecules and
+        one for periodic structures: :class:`~.shipped.ShippedModel`), ``"promolecule"``
         (superposition of atomic densities), or a trained ELECTRA model: a run folder
         (``electra-train -o RUN``), a model folder or its ``.safetensors`` file.
     device : str or torch.device
         Where the model runs.
     """
     if str(spec) == "default":
-        return shipped_model(device)
+        from .shipped import ShippedModel
+
+        return ShippedModel.load(device)
     if str(spec) == "promolecule":
         from .promolecule import PromoleculeModel
 
@@ -83,29 +92,3 @@ def load_model(spec: str | Path = "promolecule", device: str | torch.device = "c
     raise InvalidInputError(
         f"model: {str(spec)!r} is neither 'default', 'promolecule' nor a trained model folder or .safetensors file"
     )
-
-
-def shipped_model(device: str | torch.device = "cpu") -> DensityModel:
-    """The ELECTRA model shipped in the package (``ase_electra/weights/default``).
-
-    Raises
-    ------
-    FileFormatError
-        If this installation has no shipped weights.
-    """
-    from importlib import resources
-
-    from .electra import CONFIG_FILE, WEIGHTS_FILE, ElectraDensityModel
-
-    try:
-        folder = resources.files(_WEIGHTS_PACKAGE) / "default"
-    except ModuleNotFoundError:
-        folder = None
-    if folder is None or not all(folder.joinpath(name).is_file() for name in (CONFIG_FILE, WEIGHTS_FILE)):
-        raise FileFormatError(
-            "model 'default': this installation of ase-electra has no shipped weights "
-            f"({_WEIGHTS_PACKAGE}/default/{CONFIG_FILE} and {WEIGHTS_FILE}); "
-            "use 'promolecule' or a trained model folder"
-        )
-    with resources.as_file(folder) as path:
-        return ElectraDensityModel.load(path, device=device, molecules_only=True)  # its model card: molecules

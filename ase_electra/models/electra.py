@@ -9,7 +9,6 @@ learns new elements from there too (:meth:`ElectraDensityModel.grown`).
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -30,8 +29,6 @@ __all__ = ["ElectraDensityModel", "default_config", "CONFIG_FILE", "WEIGHTS_FILE
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 _FORMAT = "ase-electra/electra-1"
-
-_log = logging.getLogger(__name__)
 
 
 def _reference_table() -> Mapping[int, AtomicReference]:
@@ -59,21 +56,15 @@ class ElectraDensityModel:
         Where the network runs; the module is moved there.
     name : str
         Shown in messages.
-    molecules_only : bool
-        The model saw no periodic structure in training: the first periodic structure it
-        is given logs a one-line warning (``logging``, logger ``ase_electra.models.electra``).
     """
 
     def __init__(
-        self, module: ElectraModel, device: str | torch.device = "cpu", name: str = "electra",
-        molecules_only: bool = False,
+        self, module: ElectraModel, device: str | torch.device = "cpu", name: str = "electra"
     ) -> None:
         self.device = torch.device(device)
         self.module = module.to(self.device)
         self.name = name
         self.elements = frozenset(module.config.elements)
-        self.molecules_only = molecules_only
-        self._warned_periodic = False
 
     @property
     def config(self) -> ElectraConfig:
@@ -106,9 +97,7 @@ class ElectraDensityModel:
         reference = _reference_table() if reference is None else reference
         new = sorted({int(z) for z in elements} - self.elements)
         name = f"{self.name}+{','.join(chemical_symbols[z] for z in new)}" if new else self.name
-        return ElectraDensityModel(
-            self.module.grown(new, reference), device=self.device, name=name, molecules_only=self.molecules_only
-        )
+        return ElectraDensityModel(self.module.grown(new, reference), device=self.device, name=name)
 
     # ------------------------------------------------------------------ prediction
     def graph(self, structures: list[Atoms]) -> Graph:
@@ -119,10 +108,6 @@ class ElectraDensityModel:
         """Densities of ``structures`` as one batched mixture (Angstrom, on ``device``, no gradients)."""
         structures = list(structures)
         check_structures(structures, self.elements, self.name)
-        if self.molecules_only and not self._warned_periodic and any(a.pbc.any() for a in structures):
-            self._warned_periodic = True
-            _log.warning("model %r was trained on molecules only; its densities of periodic structures "
-                         "are extrapolations", self.name)
         graph = self.graph(structures)
         was_training = self.module.training
         self.module.eval()
@@ -150,9 +135,7 @@ class ElectraDensityModel:
         return folder
 
     @classmethod
-    def load(
-        cls, path: str | Path, device: str | torch.device = "cpu", molecules_only: bool = False
-    ) -> ElectraDensityModel:
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> ElectraDensityModel:
         """Load a model saved by :meth:`save`: its folder, or the ``model.safetensors`` in it."""
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -183,7 +166,7 @@ class ElectraDensityModel:
         except RuntimeError as err:
             first = str(err).strip().splitlines()[0]
             raise FileFormatError(f"{weights}: weights do not match {config_path.name} ({first})") from None
-        return cls(module, device=device, name=f"electra:{folder.name}", molecules_only=molecules_only)
+        return cls(module, device=device, name=f"electra:{folder.name}")
 
     def __repr__(self) -> str:
         c = self.config

@@ -32,7 +32,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from ..errors import FileFormatError, InvalidInputError
 from ..models import DensityModel
-from ..models.base import check_structures
+from ..models.base import check_for_model
 from ..runs import Refusals, RunSettings, RunSummary, package_version, run_batches, stale_output
 from ..structures import keep_valid, read_inputs
 from .hirshfeld import hirshfeld_charges, reference_atoms
@@ -119,7 +119,7 @@ def _check(atoms: Atoms, model: DensityModel) -> None:
     if atoms.pbc.any():
         raise InvalidInputError(f"{atoms.info['name']}: electra-properties supports molecules only "
                                 "(periodic structure)")
-    check_structures([atoms], model.elements, model.name)
+    check_for_model(model, [atoms])
     reference_atoms(atoms.numbers)
 
 
