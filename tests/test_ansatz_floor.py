@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -13,16 +9,12 @@ import torch
 from ase_electra.evaluate import evaluate
 from ase_electra.grid import Grid
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "ansatz_floor.py"
+from .conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def floor():
-    spec = importlib.util.spec_from_file_location("ansatz_floor", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ansatz_floor"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("ansatz_floor")
 
 
 WATER = (np.array([8, 1, 1]), np.array([[0.0, 0.0, 0.12], [0.0, 0.76, -0.47], [0.0, -0.76, -0.47]]))

@@ -3,10 +3,7 @@ validation compounds' elements also train."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,16 +11,12 @@ import pytest
 from ase_electra.grid import Grid
 from ase_electra.reference.gpaw import DEFAULT_SPACING, check_crystal
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "crystal_structures.py"
+from .conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def structures():
-    spec = importlib.util.spec_from_file_location("crystal_structures", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["crystal_structures"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return list(module.crystal_structures(seed=0))
+    return list(load_benchmark("crystal_structures").crystal_structures(seed=0))
 
 
 def test_every_structure_is_labellable_and_named_once(structures):
