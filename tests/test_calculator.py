@@ -88,7 +88,8 @@ def test_class_attributes_are_not_mutated(counting):
     atoms.calc.set(margin=2.0)
     assert ElectraCalculator.implemented_properties == ["dipole", "quadrupole", "charges"]
     assert Calculator.implemented_properties == []
-    assert ElectraCalculator.default_parameters == {"model": "default", "device": "auto", "spacing": 0.1, "margin": 4.0}
+    assert ElectraCalculator.default_parameters == {"model": "default", "device": "auto", "spacing": 0.1, "margin": 4.0,
+                                                   "sampling": "point"}
     assert atoms.calc.implemented_properties is ElectraCalculator.implemented_properties
 
 
@@ -329,3 +330,15 @@ def test_attached_atoms_need_no_argument(promolecule):
     assert atoms.calc.get_number_of_electrons() == pytest.approx(10.0)
     atoms.positions[0] += 0.5  # moving the attached atoms is seen
     np.testing.assert_allclose(atoms.calc.get_gaussian_mixture().centres[0].numpy(), atoms.positions[0])
+
+
+def test_voxel_sampling_integrates_a_crystal_with_nuclei_on_grid_points():
+    salt = bulk("NaCl", "rocksalt", a=5.64, cubic=True)  # every nucleus on a point of the 0.1 A grid
+    salt.calc = ElectraCalculator(model="promolecule")
+    dv = salt.get_volume() / salt.calc.get_pseudo_density().size
+    point = salt.calc.get_pseudo_density().sum() * dv  # each core's peak counted as a whole voxel's
+    salt.calc.set(sampling="voxel")
+    voxel = salt.calc.get_pseudo_density().sum() * dv
+    assert abs(voxel - 112) < 0.01 and abs(point - 112) > 10
+    with pytest.raises(CalculatorInputError, match="sampling: expected one of point, voxel"):
+        salt.calc.set(sampling="cell")
