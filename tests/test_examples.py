@@ -28,6 +28,12 @@ def test_predict_cube(tmp_path):
     assert "10.000 electrons" in out
 
 
+def test_crystal_chgcar(tmp_path):
+    out = run_example("crystal_chgcar.py", tmp_path / "out", "--spacing", "0.25")
+    assert (tmp_path / "out" / "Si.chgcar").stat().st_size > 0
+    assert "model electra:default (crystals): 28.000 electrons (analytic), 28.000 on the grid" in out
+
+
 def test_convert_trajectory(tmp_path):
     out = run_example("convert_trajectory.py", tmp_path / "out", "--frames", "2", "--png")
     names = sorted(p.name for p in (tmp_path / "out" / "densities").iterdir())
