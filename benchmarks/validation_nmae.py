@@ -36,10 +36,11 @@ import torch
 from ase.data import chemical_symbols
 
 from ase_electra.datasets import GridCache, find_samples
+from ase_electra.density import Density
 from ase_electra.models import load_model
 from ase_electra.evaluate import evaluate
 from ase_electra.properties.multipoles import DEBYE
-from ase_electra.scoring import distance_bands, nmae_beyond, nmae_by_distance
+from ase_electra.scoring import distance_bands, nmae, nmae_beyond, nmae_by_distance
 from ase_electra.train import dipole_error, grid_nmae
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,8 +83,7 @@ def main() -> None:
         with torch.no_grad():
             mixture = model.predict([sample.atoms])
             pred = evaluate(mixture, sample.grid).numpy()
-        error = np.abs(pred.astype(np.float64) - reference)
-        score = float(error.sum() / np.abs(reference.astype(np.float64)).sum())
+        score = nmae(Density(sample.atoms, sample.grid, pred), Density(sample.atoms, sample.grid, reference))
         seconds.append(time.perf_counter() - start)
         scores.append(score)
         if args.by_distance:

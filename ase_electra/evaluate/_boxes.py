@@ -102,9 +102,9 @@ def periodic_images(
     """The periodic copies of the Gaussians that reach the points.
 
     Points are wrapped into the cell along periodic axes. Copy j is Gaussian ``index[j]``
-    (wrapped into the cell) translated by ``shifts[j]`` (Angstrom), for every lattice
-    translation whose cut-off box (m_k^2 = ``cutoff_sq``, the module docstring's bound)
-    overlaps the cell, so a narrow Gaussian brings a few copies and only wide ones many.
+    translated by ``shifts[j]`` (Angstrom), for every lattice translation that puts its
+    cut-off box (m_k^2 = ``cutoff_sq``, the module docstring's bound) over the cell, so a
+    narrow Gaussian brings a few copies and only wide ones many.
     Returns (points (P, 3), index (J,) int64, shifts (J, 3)); without periodicity the
     points as they are and each Gaussian once, untranslated.
     """
@@ -116,7 +116,8 @@ def periodic_images(
     inv = torch.linalg.inv(cell.detach())
     points = points - torch.where(periodic, torch.floor(points @ inv), 0.0) @ cell
     frac = mixture.centres.detach() @ inv  # (K, 3)
-    frac = frac - torch.where(periodic, torch.floor(frac), 0.0)
+    whole = torch.where(periodic, torch.floor(frac), 0.0)  # (K, 3): the cell each centre lies in
+    frac = frac - whole
     # Fractional half-extent of each Gaussian's cut-off box along each axis (K, 3).
     extent = torch.linalg.norm(mixture.scale_tril.detach().transpose(-1, -2) @ inv, dim=-2)
     extent = extent * cutoff_sq.detach().sqrt()[:, None]
@@ -129,5 +130,4 @@ def periodic_images(
     mask = inside[0][:, :, None, None] & inside[1][:, None, :, None] & inside[2][:, None, None, :]
     index, i0, i1, i2 = mask.nonzero(as_tuple=True)
     n = torch.stack([axes[0][i0], axes[1][i1], axes[2][i2]], dim=-1).to(mixture.dtype)  # (J, 3)
-    wrap = torch.where(periodic, torch.floor(mixture.centres.detach() @ inv), 0.0)[index]  # (J, 3)
-    return points, index, (n - wrap) @ cell
+    return points, index, (n - whole[index]) @ cell

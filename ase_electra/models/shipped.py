@@ -33,23 +33,23 @@ class ShippedModel:
     Parameters
     ----------
     molecules, crystals : ElectraDensityModel
-        On the same device.
+        On the same device. Their own names are kept: an element one part lacks is
+        reported with the part that refused it.
     name : str
-        Shown in messages; the parts are named ``<name> (molecules)`` and ``<name> (crystals)``,
-        so an element one part lacks is reported with the part that refused it.
+        Shown in messages about the whole.
     """
 
     def __init__(self, molecules: ElectraDensityModel, crystals: ElectraDensityModel, name: str = "electra:default"):
         if molecules.device != crystals.device:
             raise ValueError(f"devices differ: molecules on {molecules.device}, crystals on {crystals.device}")
-        molecules.name, crystals.name = f"{name} (molecules)", f"{name} (crystals)"
         self.molecules, self.crystals, self.name = molecules, crystals, name
         self.device = molecules.device
         self.elements = molecules.elements | crystals.elements
 
     @classmethod
     def load(cls, device: str | torch.device = "cpu") -> ShippedModel:
-        """The models shipped in the package (``ase_electra/weights/default`` and ``crystal``).
+        """The models shipped in the package (``ase_electra/weights/default`` and ``crystal``),
+        named ``electra:default (molecules)`` and ``electra:default (crystals)``.
 
         Raises
         ------
@@ -70,6 +70,7 @@ class ShippedModel:
             )
         with resources.as_file(root) as folder:
             molecules, crystals = (ElectraDensityModel.load(Path(folder) / part, device=device) for part in parts)
+        molecules.name, crystals.name = "electra:default (molecules)", "electra:default (crystals)"
         return cls(molecules, crystals)
 
     def part(self, atoms: Atoms) -> ElectraDensityModel:
