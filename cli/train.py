@@ -16,9 +16,10 @@ from ._common import device_option, traceback_option, user_errors, version_optio
 @click.option("-o", "--output", "run_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Run folder (created if missing): train_config.json, checkpoint.pt, best model RUN/best, "
                    "log.csv (one row per epoch).")
-@click.option("--val", "val_dir", type=click.Path(path_type=Path),
-              help="Validation folder (may hold QM9 test-split records, for a final evaluation); "
-                   "excludes --val-fraction.", show_default="the QM9 rule, see --val-fraction")
+@click.option("--val", "val_dirs", multiple=True, type=click.Path(path_type=Path),
+              help="Validation folder, may be repeated (may hold QM9 test-split records, for a final "
+                   "evaluation); QM9 validation-split records in DATA validate too; excludes --val-fraction.",
+              show_default="the QM9 rule, see --val-fraction")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="Hold out this random fraction of DATA (at least one structure, drawn with --seed).",
               show_default="the QM9 rule: records whose index ends in 8 validate")
@@ -79,7 +80,7 @@ from ._common import device_option, traceback_option, user_errors, version_optio
 @device_option
 @traceback_option
 @version_option
-def main(data, run_dir, val_dir, val_fraction, epochs, max_minutes, loss, probes, batch_size, max_steps, lr, lr_decay,
+def main(data, run_dir, val_dirs, val_fraction, epochs, max_minutes, loss, probes, batch_size, max_steps, lr, lr_decay,
          dipole_weight, ema, seed, resume, model_config, init_spec, widen, train_only, checkpoint_every, cache_dir, spacing,
          margin, device, traceback):
     """Train on the reference records (*.npz), cube and CHGCAR files in the DATA folders.
@@ -88,7 +89,7 @@ def main(data, run_dir, val_dir, val_fraction, epochs, max_minutes, loss, probes
     RUN/best, usable as `electra-density --model RUN/best`. QM9 test-split records
     are never trained on.
     """
-    if val_dir is not None and val_fraction is not None:
+    if val_dirs and val_fraction is not None:
         raise click.UsageError("--val and --val-fraction exclude each other")
     if init_spec is not None and (model_config is not None or resume):
         raise click.UsageError("--init excludes --model-config and --resume (a checkpoint holds its weights)")
@@ -105,11 +106,13 @@ def main(data, run_dir, val_dir, val_fraction, epochs, max_minutes, loss, probes
         twice = sorted({name for name in names if names.count(name) > 1})
         if twice:
             raise FileFormatError(f"{', '.join(map(str, data))}: several folders hold samples named {twice[0]!r}")
-        if val_dir is None:
+        if not val_dirs:
             train_samples, val_samples = split_samples(samples, val_fraction, seed)
-        else:
+        else:  # the QM9 rule still keeps validation-split records of DATA out of training
             refuse_test(samples)
-            train_samples, val_samples = samples, find_samples(val_dir, spacing, margin)
+            train_samples = [s for s in samples if s.split != "validation"]
+            val_samples = [s for s in samples if s.split == "validation"]
+            val_samples += [s for folder in val_dirs for s in find_samples(folder, spacing, margin)]
         config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_decay=lr_decay, loss=loss, probes=probes,
                              seed=seed, max_minutes=max_minutes, max_steps=max_steps,
                              checkpoint_every=checkpoint_every, device=device, dipole_weight=dipole_weight, ema=ema,
