@@ -2,8 +2,10 @@
 
     python benchmarks/properties.py                      # default and promolecule, 20 molecules
     python benchmarks/properties.py --models default --limit 5
+    python benchmarks/properties.py --models default --data heteroatoms/val --split any --limit 0
 
-For the validation molecules of the shared data (QM9 indices ending in 8; never 9), the
+For the validation molecules of the shared data (QM9 indices ending in 8; never 9; ``--split
+any``: every record of ``--data``), the
 exact PySCF PBE/def2-SVP density of each record gives the reference properties:
 
 * Hirshfeld charges with the same free-atom references (the promolecule table),
@@ -138,17 +140,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["default", "promolecule"])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets" / "qm9-pbe-def2svp")
-    parser.add_argument("--limit", type=int, default=20, help="first N validation molecules (0: all)")
+    parser.add_argument("--split", choices=("validation", "any"), default="validation",
+                        help="QM9 indices ending in 8, or every record of --data (e.g. heteroatom molecules)")
+    parser.add_argument("--limit", type=int, default=20, help="first N molecules (0: all)")
     parser.add_argument("--grid-level", type=int, default=4, help="PySCF grid level of the reference charges")
     parser.add_argument("--density", type=float, default=1.0, help="surface points per Angstrom^2 per shell")
     args = parser.parse_args()
 
-    paths = list_records(args.data, split="validation")
+    paths = list_records(args.data, split=None if args.split == "any" else args.split)
     paths = paths[: args.limit] if args.limit else paths
     models = {name: load_model(name) for name in args.models}
     errors = {name: {"charge": [], "dipole": [], "quadrupole": [], "esp": [], "esp grid": [], "grid - analytic": []}
               for name in models}
-    print(f"{len(paths)} validation molecules, models {', '.join(models)}")
+    print(f"{len(paths)} molecules ({args.split}), models {', '.join(models)}")
     rng = np.random.default_rng(0)
     for path in paths:
         record = load_record(path)
