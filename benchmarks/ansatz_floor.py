@@ -2,13 +2,33 @@
 
     OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=2 nice -n 10 python benchmarks/ansatz_floor.py
     python benchmarks/ansatz_floor.py --molecules 1 --steps 200 --candidates head signed16
+    python benchmarks/ansatz_floor.py --data crystals/records/val --split any --pattern '*_v100' \
+        --molecules 20 --steps 1500 --candidates head float32 --width-floor 0.07   # crystals
 
 For each candidate ansatz and each validation molecule (QM9 indices ending in 8, the first
 ``--molecules`` by name; indices ending in 9 are never read), the free parameters of a
 Gaussian mixture are fitted directly to the molecule's exact PySCF density, starting from
 the promolecule. The floor of the ansatz is the full-grid NMAE (0.1 A grid, 4 A margin,
 as :mod:`benchmarks.validation_nmae` scores models) of the fitted mixture: no network of
-that ansatz can score below it on that molecule (up to how well the fit converged).
+that ansatz can score below it on that molecule (up to how well the fit converged: an
+unconverged fit overestimates the floor). Beside it the NMAE beyond 0.5 A of every nucleus
+(:func:`ase_electra.scoring.nmae_beyond`) is printed, and both scores of the package's
+promolecule model for comparison.
+
+Crystals and slabs: ``--split any`` fits the records of any name in ``--data`` (``--pattern``
+a glob on their names), periodic records (:class:`ase_electra.reference.PeriodicRecord`,
+GPAW all-electron density samples) included. These are fitted and scored on their own cell
+grid with their pbc, as the dataset code and ``validation_nmae.py`` use them: the probes are
+drawn from the stored samples, the mixture is evaluated with the periodic images of the cell
+(``evaluate_points(..., cell=, pbc=)`` in the fit, ``evaluate`` on the periodic grid for the
+scores), and the nearest periodic image counts for "beyond 0.5 A". The samples exist at the
+grid points only, so there is no shifted-grid score, ``--objective continuous`` is refused,
+and there is no dipole. The crystal head (``weights/crystal``: 16 floating Gaussians per
+heavy atom, 6 per H, cores as :func:`count_core`) is candidate ``head``, with its width
+floor ``--width-floor 0.07``; ``float32`` is the wider 32 / 8. The floating width floor here
+bounds the Cholesky diagonal, the head's the covariance (Sigma >= floor^2 Id), and the core
+widths are free (the head's stay within a factor [0.5, 1.5]): the free ansatz is a little
+looser, so its floor is, if anything, optimistic.
 
 Ansatz, per atom of element Z (table ``ase_electra/models/promolecule.json``):
 
@@ -51,15 +71,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from ase.data import chemical_symbols
 
+from ase_electra.errors import InvalidInputError
 from ase_electra.evaluate import evaluate, evaluate_points
 from ase_electra.gaussians import GaussianMixture
 from ase_electra.grid import Grid
-from ase_electra.models.promolecule import atomic_gaussians
+from ase_electra.models.promolecule import PromoleculeModel, atomic_gaussians
 from ase_electra.nn.heads import assign_slots, count_core, split_reference
 from ase_electra.properties.multipoles import DEBYE
-from ase_electra.reference import list_records, load_record, qm9_index, split_of
-from ase_electra.scoring import distance_bands, nmae_by_distance
+from ase_electra.reference import PeriodicRecord, ReferenceRecord, list_records, load_record, qm9_index, split_of
+from ase_electra.scoring import FAR, distance_bands, nmae_beyond, nmae_by_distance
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "datasets" / "qm9-pbe-def2svp"
@@ -275,11 +297,16 @@ def fit(
     model: FreeMixture, grid: Grid, ref: np.ndarray, steps: int, probes: int, lr: float, seed: int,
     sampler: ProbeSampler | None = None,
 ) -> None:
-    """Adam on probe estimates of the NMAE (on grid points unless ``sampler`` says otherwise)."""
+    """Adam on probe estimates of the NMAE (on grid points unless ``sampler`` says otherwise).
+
+    The mixture is evaluated with the periodic images of ``grid``'s cell along its periodic
+    axes (none for a molecular grid), as :func:`evaluate` sums them on the scoring grid.
+    """
     rng = np.random.default_rng(seed)
     sampler = ProbeSampler(ref, grid) if sampler is None else sampler
     opt = torch.optim.Adam(model.param_groups(lr), betas=(0.9, 0.99))
     warm = max(1, steps // 50)
+    cell = torch.as_tensor(np.array(grid.cell))  # (3, 3), A; a copy: the grid's array is read-only
     for step in range(steps):
         frac = step / max(1, steps - 1)
         scale = min(1.0, (step + 1) / warm) * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * frac)))
@@ -287,7 +314,7 @@ def fit(
             g["lr"] = g["base_lr"] * scale
         n = probes * (2 if step >= 0.75 * steps else 1)
         points, reference, weights = sampler.draw(n, rng)
-        pred = evaluate_points(model.mixture(), points)
+        pred = evaluate_points(model.mixture(), points, cell=cell, pbc=grid.pbc)
         loss = (weights * (pred - reference).abs()).sum() / sampler.total
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -321,27 +348,131 @@ def grid_seconds(mixture: GaussianMixture, grid: Grid, threads: int) -> float:
 
 
 def _warm_up() -> None:
-    """Compile the numba kernels (forward and backward) before anything is timed: a short fit of H2."""
+    """Compile the numba kernels (forward and backward) before anything is timed: short fits of H2,
+    in a box and in a periodic cell."""
     positions = np.array([[0.0, 0.0, 0.0], [0.74, 0.0, 0.0]])
-    grid = Grid.for_molecule(positions, spacing=0.2, margin=2.0)
-    for cand in (CANDIDATES["head"], CANDIDATES["signed16"]):
-        model = FreeMixture(np.array([1, 1]), positions, cand, 0.02, 0)
-        with torch.no_grad():
-            ref = evaluate(model.mixture(), grid).numpy() * 1.1
-        fit(model, grid, ref, 4, 256, 0.02, 0)
-        evaluate(model.mixture(), grid).sum().backward()
+    grids = (Grid.for_molecule(positions, spacing=0.2, margin=2.0), Grid.for_cell(3.0 * np.eye(3), spacing=0.2))
+    for grid in grids:
+        for cand in (CANDIDATES["head"], CANDIDATES["signed16"]):
+            model = FreeMixture(np.array([1, 1]), positions, cand, 0.02, 0)
+            with torch.no_grad():
+                ref = evaluate(model.mixture(), grid).numpy() * 1.1
+            fit(model, grid, ref, 4, 256, 0.02, 0)
+            evaluate(model.mixture(), grid).sum().backward()
 
 
-def per_atom_label(cand: Candidate, n_core: int) -> tuple[str, str]:
-    heavy = f"{n_core}+{cand.floating_heavy}" + (f"+{cand.deform_heavy}" if cand.deform_heavy else "")
+@dataclass(frozen=True, eq=False)
+class Target:
+    """One record to fit: its scoring grid, the reference there (e/Angstrom^3) and the probe sampler.
+
+    Molecules are scored on a box grid, and also on the same grid shifted by half a spacing
+    (``shifted``, ``ref_shifted``); a periodic record on its own cell grid only (its samples
+    are known there only), with ``shifted`` None.
+    """
+
+    name: str
+    record: ReferenceRecord | PeriodicRecord
+    grid: Grid
+    ref: np.ndarray
+    sampler: ProbeSampler
+    shifted: Grid | None
+    ref_shifted: np.ndarray | None
+
+    @property
+    def total(self) -> float:
+        """sum |rho_ref| over the scoring grid, e/Angstrom^3."""
+        return self.sampler.total
+
+
+def load_target(path: Path, spacing: float, margin: float, objective: str, pool: int, seed: int) -> Target:
+    """The record at ``path`` on the grid :func:`ase_electra.datasets.find_samples` gives it.
+
+    A molecular record: box grid (``spacing``, ``margin``, Angstrom) with its exact density. A
+    periodic record (crystal or slab): its cell grid, pbc and stored density samples.
+
+    Raises
+    ------
+    InvalidInputError
+        If ``objective`` is 'continuous' for a periodic record: its density is known at its
+        grid points only.
+    """
+    rec = load_record(path)
+    if isinstance(rec, PeriodicRecord):
+        if objective == "continuous":
+            raise InvalidInputError(
+                f"{path.stem}: --objective continuous needs the density between grid points, and a periodic "
+                "record holds samples on its cell grid only (use --objective grid)"
+            )
+        grid, shifted = rec.grid, None
+    else:
+        grid = Grid.for_molecule(rec.positions, spacing=spacing, margin=margin)
+        # the same grid shifted by half a spacing along each axis: a fit that exploits the
+        # scoring grid's points (narrow Gaussians between them) scores worse here
+        shifted = Grid(grid.cell, grid.shape, grid.origin + 0.5 * spacing, grid.pbc)
+    ref = rec.density_on(grid)
+    sampler = ProbeSampler(ref, grid)
+    if objective == "continuous":
+        sampler.off_grid(rec.density_at, pool, np.random.default_rng(seed))
+    return Target(path.stem, rec, grid, ref, sampler, shifted, None if shifted is None else rec.density_on(shifted))
+
+
+def score(mixture: GaussianMixture, target: Target) -> tuple[float, float, np.ndarray]:
+    """(full-grid NMAE, NMAE beyond :data:`~ase_electra.scoring.FAR` A of every nucleus, shares by
+    distance), fractions, as ``benchmarks/validation_nmae.py`` scores a model (nearest periodic
+    image along periodic axes)."""
+    with torch.no_grad():
+        pred = evaluate(mixture, target.grid).numpy()
+    positions = target.record.positions
+    return (
+        float(np.abs(pred - target.ref).sum() / target.total),
+        nmae_beyond(pred, target.ref, target.grid, positions),
+        nmae_by_distance(pred, target.ref, target.grid, positions),
+    )
+
+
+def promolecule_score(target: Target) -> tuple[float, float]:
+    """(full-grid NMAE, NMAE beyond FAR) of the package's promolecule model: the fits' baseline."""
+    atoms = target.record.atoms
+    atoms.info["charge"] = target.record.charge
+    with torch.no_grad():
+        mixture = PromoleculeModel().predict([atoms])
+    return score(mixture, target)[:2]
+
+
+def select_records(folder: Path, split: str, pattern: str, limit: int) -> list[Path]:
+    """The first ``limit`` records by name: QM9 validation molecules (index ending in 8) for
+    ``split`` 'validation', records of any name for 'any'; stems matching the glob ``pattern``."""
+    paths = [p for p in list_records(folder) if p.match(f"{pattern}.npz")]
+    if split == "validation":
+        paths = [p for p in paths if p.stem.startswith("qm9_") and split_of(qm9_index(p)) == "validation"]
+    return paths[:limit]
+
+
+def per_atom_label(cand: Candidate) -> tuple[str, str]:
+    """('core+floating[+deformation]' per heavy atom, 'floating[+deformation]' per H)."""
+    heavy = f"core+{cand.floating_heavy}" + (f"+{cand.deform_heavy}" if cand.deform_heavy else "")
     light = f"{cand.floating_h}" + (f"+{cand.deform_h}" if cand.deform_h else "")
     return heavy, light
+
+
+def core_note(targets: list[Target]) -> str:
+    """Core Gaussians per element of the fitted records, e.g. 'C 5, N 5, H 0'."""
+    table = atomic_gaussians()
+    elements = sorted({int(z) for t in targets for z in t.record.numbers}, key=lambda z: (z == 1, z))
+    return ", ".join(f"{chemical_symbols[z]} {count_core(table[z], z)}" for z in elements)
+
+
+def _percent(values: list[float]) -> str:
+    return f"{100 * statistics.mean(values):.3f} %" if values else "-"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--molecules", type=int, default=5, help="first N validation molecules by name")
+    parser.add_argument("--split", choices=("validation", "any"), default="validation",
+                        help="QM9 validation molecules (index ending in 8), or records of any name, crystals included")
+    parser.add_argument("--pattern", default="*", help="only records whose name matches this glob, e.g. '*_v100'")
+    parser.add_argument("--molecules", type=int, default=5, help="first N selected records by name")
     parser.add_argument("--steps", type=int, default=2000, help="Adam steps per fit")
     parser.add_argument("--probes", type=int, default=1024, help="probe points per step (doubled for the last quarter)")
     parser.add_argument("--lr", type=float, default=0.02, help="peak Adam learning rate (A, log-width, 2x for weights)")
@@ -350,26 +481,25 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--objective", choices=("grid", "continuous"), default="grid",
-        help="probes on the scoring grid's points, or spread over their voxels (exact density there)",
+        help="probes on the scoring grid's points, or spread over their voxels (exact density there; molecules only)",
     )
     parser.add_argument("--pool", type=int, default=1_000_000, help="off-grid probe pool (--objective continuous)")
-    parser.add_argument("--spacing", type=float, default=0.1)
-    parser.add_argument("--margin", type=float, default=4.0)
+    parser.add_argument("--spacing", type=float, default=0.1, help="molecular box grid spacing, Angstrom")
+    parser.add_argument("--margin", type=float, default=4.0, help="molecular box grid margin, Angstrom")
     args = parser.parse_args()
 
     import numba
 
     numba.set_num_threads(1)
     torch.set_num_threads(1)
-    paths = [p for p in list_records(args.data) if p.stem.startswith("qm9_")]
-    paths = [p for p in paths if split_of(qm9_index(p)) == "validation"][: args.molecules]
+    paths = select_records(args.data, args.split, args.pattern, args.molecules)
     if not paths:
-        sys.exit(f"no validation records (QM9 index ending in 8) in {args.data}")
+        sys.exit(f"no {args.split} records matching '{args.pattern}' in {args.data}")
     print(
-        f"ansatz floor: {len(paths)} validation molecules ({', '.join(p.stem for p in paths)}); "
+        f"ansatz floor: {len(paths)} records ({', '.join(p.stem for p in paths)}); "
         f"{args.steps} Adam steps, {args.probes} probes/step (x2 last quarter), lr {args.lr} cosine, "
         f"objective {args.objective}, width floor {args.width_floor} A, "
-        f"grid {args.spacing} A / margin {args.margin} A; "
+        f"molecular grid {args.spacing} A / margin {args.margin} A, periodic records on their cell grids; "
         f"torch {torch.__version__}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}",
         flush=True,
     )
@@ -377,63 +507,58 @@ def main() -> None:
         print(f"NOTE: {args.steps} steps, fewer than the default 2000: floors are less converged", flush=True)
     wall = time.perf_counter()
     _warm_up()
-    molecules = []
-    for p in paths:
-        rec = load_record(p)
-        grid = Grid.for_molecule(rec.positions, spacing=args.spacing, margin=args.margin)
-        ref = rec.density_on(grid)
-        # the same grid shifted by half a spacing along each axis: a fit that exploits the
-        # scoring grid's points (narrow Gaussians between them) scores worse here
-        shifted = Grid(grid.cell, grid.shape, grid.origin + 0.5 * args.spacing, grid.pbc)
-        ref_shifted = rec.density_on(shifted)
-        sampler = ProbeSampler(ref, grid)
-        if args.objective == "continuous":
-            sampler.off_grid(rec.density_at, args.pool, np.random.default_rng(args.seed))
-        molecules.append(
-            (p.stem, rec, grid, ref, float(np.abs(ref).sum()), shifted, ref_shifted, float(np.abs(ref_shifted).sum()),
-             sampler)
+    try:
+        targets = [load_target(p, args.spacing, args.margin, args.objective, args.pool, args.seed) for p in paths]
+    except InvalidInputError as err:
+        sys.exit(str(err))
+    promolecule = {}
+    for t in targets:
+        promolecule[t.name] = promolecule_score(t)
+        print(
+            f"  {'promol.':9s} {t.name}  {t.grid.describe()}  NMAE {100 * promolecule[t.name][0]:6.3f} %  "
+            f"beyond {FAR} A {100 * promolecule[t.name][1]:6.3f} %",
+            flush=True,
         )
-    table = atomic_gaussians()
-    n_core_heavy = count_core(table[6], 6)
     rows = []
     for name in args.candidates:
         cand = CANDIDATES[name]
-        scores, shifted_scores, clamps, seconds, dipoles, shares = [], [], [], [], [], []
+        scores, far, shifted_scores, clamps, seconds, dipoles, shares = [], [], [], [], [], [], []
         timed = None
-        for mol, rec, grid, ref, total, shifted, ref_shifted, total_shifted, sampler in molecules:
+        for t in targets:
+            rec = t.record
             model = FreeMixture(rec.numbers, rec.positions, cand, args.width_floor, args.seed)
-            start_nmae = grid_nmae(model.mixture(), grid, ref, total)
+            start_nmae = grid_nmae(model.mixture(), t.grid, t.ref, t.total)
             t0 = time.perf_counter()
-            fit(model, grid, ref, args.steps, args.probes, args.lr, args.seed, sampler)
+            fit(model, t.grid, t.ref, args.steps, args.probes, args.lr, args.seed, t.sampler)
             dt = time.perf_counter() - t0
             mixture = model.mixture().detach()
-            with torch.no_grad():
-                pred = evaluate(mixture, grid).numpy()
-            score = float(np.abs(pred - ref).sum() / total)
-            score_shifted = grid_nmae(mixture, shifted, ref_shifted, total_shifted)
-            added, integral = clamp_electrons(mixture, grid)
-            dipole = dipole_error(mixture, rec)
-            dipoles.append(dipole)
-            shares.append(nmae_by_distance(pred, ref, grid, rec.positions))
-            scores.append(score)
-            shifted_scores.append(score_shifted)
+            full, beyond, share = score(mixture, t)
+            added, integral = clamp_electrons(mixture, t.grid)
+            scores.append(full)
+            far.append(beyond)
+            shares.append(share)
             clamps.append(added)
             seconds.append(dt)
+            extra = ""
+            if t.shifted is not None:
+                shifted_scores.append(grid_nmae(mixture, t.shifted, t.ref_shifted, float(np.abs(t.ref_shifted).sum())))
+                dipoles.append(dipole_error(mixture, rec))
+                extra = f"  shifted grid {100 * shifted_scores[-1]:6.3f} %  dipole error {dipoles[-1]:.3f} D"
             if timed is None:
-                timed = (mol, mixture, grid)
+                timed = (t, mixture)
             print(
-                f"  {name:9s} {mol}  K {mixture.n_gaussians:5d}  start {100 * start_nmae:6.3f} %  "
-                f"floor {100 * score:6.3f} % (shifted grid {100 * score_shifted:6.3f} %)  clamp +{added:.4f} e  "
-                f"grid integral {integral:.3f} / {model.n_electrons:.0f} e  dipole error {dipole:.3f} D  fit {dt:6.1f} s",
+                f"  {name:9s} {t.name}  K {mixture.n_gaussians:5d}  start {100 * start_nmae:6.3f} %  "
+                f"floor {100 * full:6.3f} %  beyond {FAR} A {100 * beyond:6.3f} %{extra}  clamp +{added:.4f} e  "
+                f"grid integral {integral:.3f} / {model.n_electrons:.0f} e  fit {dt:6.1f} s",
                 flush=True,
             )
-        mol, mixture, grid = timed
-        t1, t2 = grid_seconds(mixture, grid, 1), grid_seconds(mixture, grid, 2)
-        heavy, light = per_atom_label(cand, n_core_heavy)
+        t, mixture = timed
+        t1, t2 = grid_seconds(mixture, t.grid, 1), grid_seconds(mixture, t.grid, 2)
+        heavy, light = per_atom_label(cand)
         rows.append(
-            (name, heavy, light, cand.weight_model, statistics.mean(scores), max(scores),
-             statistics.mean(shifted_scores), statistics.mean(clamps), max(clamps), statistics.mean(seconds),
-             t1, t2, mixture.n_gaussians, statistics.mean(dipoles))
+            (name, heavy, light, cand.weight_model, statistics.mean(scores), max(scores), statistics.mean(far),
+             _percent(shifted_scores), statistics.mean(clamps), max(clamps), statistics.mean(seconds),
+             t1, t2, mixture.n_gaussians, f"{statistics.mean(dipoles):.3f} D" if dipoles else "-")
         )
         print(
             f"  {name:9s} mean floor by distance to the nearest nucleus (A), points: "
@@ -442,26 +567,27 @@ def main() -> None:
         )
     print()
     print(
-        f"Floors on {len(molecules)} validation molecules, {args.steps} Adam steps per fit "
+        f"Floors on {len(targets)} records, {args.steps} Adam steps per fit "
         f"({args.probes} probes/step, x2 in the last quarter, {args.objective} objective); "
-        f"grid time: numba evaluate of the fitted "
-        f"mixture of {molecules[0][0]} ({molecules[0][2].n_points:,} points, 0.1 A), best of 3"
+        f"promolecule: NMAE {_percent([v[0] for v in promolecule.values()])}, beyond {FAR} A "
+        f"{_percent([v[1] for v in promolecule.values()])}; grid time: numba evaluate of the fitted "
+        f"mixture of {targets[0].name} ({targets[0].grid.n_points:,} points), best of 3"
     )
     print(
-        "| candidate | per heavy atom (core+float[+deform]) | per H (float[+deform]) | weights | floor mean "
-        "| floor worst | shifted-grid mean | clamp adds, mean / max | fit steps | fit s/molecule "
+        f"| candidate | per heavy atom (core+float[+deform]) | per H (float[+deform]) | weights | floor mean "
+        f"| floor worst | beyond {FAR} A mean | shifted-grid mean | clamp adds, mean / max | fit steps | fit s/record "
         "| K (timed) | grid s, 1 thread | grid s, 2 threads | dipole error, mean |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for name, heavy, light, wm, mean, worst, smean, cm, cx, fs, t1, t2, k, dip in rows:
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name, heavy, light, wm, mean, worst, fmean, smean, cm, cx, fs, t1, t2, k, dip in rows:
         print(
-            f"| {name} | {heavy} | {light} | {wm} | {100 * mean:.3f} % | {100 * worst:.3f} % | {100 * smean:.3f} % "
-            f"| {cm:.4f} / {cx:.4f} e | {args.steps} | {fs:.0f} | {k} | {t1:.3f} | {t2:.3f} | {dip:.3f} D |"
+            f"| {name} | {heavy} | {light} | {wm} | {100 * mean:.3f} % | {100 * worst:.3f} % | {100 * fmean:.3f} % "
+            f"| {smean} | {cm:.4f} / {cx:.4f} e | {args.steps} | {fs:.0f} | {k} | {t1:.3f} | {t2:.3f} | {dip} |"
         )
     print(
-        "C, N, O carry 5 core Gaussians, F 4, H none. 'clamp adds': electrons of the negative part that the "
-        "clamp at zero removes (grid sum, 0.1 A). 'shifted-grid': the same fitted mixtures scored on the grid "
-        "moved by half a spacing along x, y and z."
+        f"Core Gaussians per atom: {core_note(targets)}. 'clamp adds': electrons of the negative part that the "
+        "clamp at zero removes (grid sum). 'shifted-grid' (molecules): the same fitted mixtures scored on the grid "
+        "moved by half a spacing along x, y and z. Crystals: no shifted grid, no dipole."
     )
     print(f"total {time.perf_counter() - wall:.0f} s")
 
