@@ -40,7 +40,8 @@ $(GPAW_STAMP): $(STAMP) install/gpaw_siteconfig.py
 	touch $@
 
 # Training molecules with B, Si, P, S, Cl and Br (README, "Training on your data"): structures from
-# QM9 SMILES by RDKit, then PySCF labels at the shared data's settings; reruns skip what exists.
+# QM9 SMILES and a list of common molecules by RDKit, then PySCF labels at the shared data's settings;
+# reruns skip what exists.
 HETERO ?= data/heteroatoms
 LABEL  := OMP_NUM_THREADS=1 $(VENV)/bin/electra-label --conv-tol 1e-8 --grid-level 1
 

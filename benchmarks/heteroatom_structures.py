@@ -1,5 +1,6 @@
 """Training structures with elements past fluorine: B, Si, P, S, Cl and Br in QM9-like molecules,
-small molecules of every element, and rattled copies; one frame per xyz file, for electra-label.
+small molecules of every element, common real molecules, and rattled copies; one frame per xyz
+file, for electra-label.
 
     make heteroatoms          # all of the below, into data/heteroatoms/ (HETERO=folder to change it)
     python benchmarks/heteroatom_structures.py -o data/heteroatoms/structures --count 600
@@ -9,7 +10,7 @@ small molecules of every element, and rattled copies; one frame per xyz file, fo
         --conv-tol 1e-8 --grid-level 1
 
 Needs RDKit and qm9pack (``pip install rdkit qm9pack``; neither is a dependency of
-ase-electra). Three kinds of structure, written to ``<out>/train/`` and ``<out>/val/``:
+ase-electra). Four kinds of structure, written to ``<out>/train/`` and ``<out>/val/``:
 
 - ``sub_<index>.xyz``: the QM9 molecule ``<index>`` (its SMILES, from a qm9pack CSV; test
   indices, ending in 9, are never read) with one or two substitutions drawn from those its
@@ -23,13 +24,15 @@ ase-electra). Three kinds of structure, written to ``<out>/train/`` and ``<out>/
   puts multiple bonds such as N2's 0.36 Angstrom too long, which G2 avoids) and with every
   coordinate scaled about the centroid by 0.95 and 1.05 (all bond lengths compressed or
   stretched by 5 %).
-- ``sub_<index>_r<k>.xyz``: ``--rattled`` copies of each substituted molecule with seeded
-  normal noise on every coordinate, of a standard deviation drawn from 0.02-0.08 Angstrom
-  (as the shared ``qm9-rattled`` data).
+- ``common_<name>.xyz``: real molecules of :data:`COMMON` (159 solvents, reagents, drug and
+  pesticide fragments with B, Si, P, S, Cl or Br, 4-33 atoms), geometries as above.
+- ``sub_<index>_r<k>.xyz`` and ``common_<name>_r<k>.xyz``: ``--rattled`` copies of each
+  substituted and common molecule with seeded normal noise on every coordinate, of a standard
+  deviation drawn from 0.02-0.08 Angstrom (as the shared ``qm9-rattled`` data).
 
 Split: a substituted molecule and its copies follow their QM9 parent (index ending in 8:
-validation, as the shared data; else training); a small molecule is validation when the
-SHA-1 of its SMILES ends in a digit 8 (its scaled copies with it). Everything is seeded
+validation, as the shared data; else training); a small or common molecule is validation when
+the SHA-1 of its SMILES ends in a digit 8 (its scaled or rattled copies with it). Everything is seeded
 (``--seed``), so a rerun writes the same files. Prints the structures and atoms per element.
 """
 
@@ -67,6 +70,78 @@ SMALL = {
     "S": "SH2", "SS": "", "O=S=O": "SO2", "O=S(=O)=O": "", "FSF": "", "ClSCl": "", "BrSBr": "", "CS": "CH3SH",
     "SCl": "", "ClSSCl": "", "FS(F)(F)F": "",
     "Cl": "HCl", "ClCl": "Cl2", "ClBr": "", "Br": "", "BrBr": "",
+}
+#: Common molecules with B, Si, P, S, Cl or Br (solvents, reagents, drug and pesticide fragments),
+#: up to 34 atoms: SMILES and a file name. The eight molecules that issue 24 names as refused
+#: (thiophene, DMSO, chlorobenzene, cysteine, trimethyl phosphate, tetramethylsilane,
+#: phenylboronic acid, bromobenzene) are left out, so that they stay an unseen check.
+COMMON = {
+    # sulfur
+    "c1cscn1": "thiazole", "Cc1cccs1": "methylthiophene", "c1ccc2sccc2c1": "benzothiophene",
+    "Sc1ccccc1": "thiophenol", "CSc1ccccc1": "thioanisole", "CSC": "dimethyl_sulfide", "CCSCC": "diethyl_sulfide",
+    "CSSC": "dimethyl_disulfide", "CCS": "ethanethiol", "CS(=O)(=O)O": "methanesulfonic_acid",
+    "O=S1(=O)CCCC1": "sulfolane", "CS(C)(=O)=O": "dimethyl_sulfone", "COS(C)(=O)=O": "methyl_mesylate",
+    "NC(N)=S": "thiourea", "CC(N)=S": "thioacetamide", "CSCCC(N)C(=O)O": "methionine", "NCCS": "cysteamine",
+    "NCCS(=O)(=O)O": "taurine", "Nc1ccc(cc1)S(N)(=O)=O": "sulfanilamide", "OCCS": "mercaptoethanol",
+    "C1CSCN1": "thiazolidine", "C1CSCSC1": "dithiane", "C1CCSC1": "tetrahydrothiophene",
+    "C=CCN=C=S": "allyl_isothiocyanate", "CN=C=S": "methyl_isothiocyanate",
+    "NS(=O)(=O)c1ccccc1": "benzenesulfonamide", "NS(N)(=O)=O": "sulfamide", "COS(=O)(=O)OC": "dimethyl_sulfate",
+    "C1CS1": "thiirane", "Nc1nccs1": "aminothiazole", "O=C1NS(=O)(=O)c2ccccc21": "saccharin",
+    "OC(=O)CS": "thioglycolic_acid", "OC(CS)C(O)CS": "dithiothreitol", "CC(=O)SC": "methyl_thioacetate",
+    "c1ccc2ncsc2c1": "benzothiazole", "CS(=O)c1ccccc1": "methyl_phenyl_sulfoxide",
+    # chlorine
+    "ClC(Cl)Cl": "chloroform", "ClCCl": "dichloromethane", "ClCCCl": "dichloroethane",
+    "CC(=O)CCl": "chloroacetone", "OC(=O)CCl": "chloroacetic_acid", "OC(=O)C(Cl)(Cl)Cl": "trichloroacetic_acid",
+    "Clc1ccccn1": "chloropyridine", "Oc1ccc(Cl)cc1": "chlorophenol", "Nc1ccc(Cl)cc1": "chloroaniline",
+    "ClCc1ccccc1": "benzyl_chloride", "C=CCl": "vinyl_chloride", "C=CCCl": "allyl_chloride",
+    "CC(Cl)=O": "acetyl_chloride", "N#CCCl": "chloroacetonitrile", "CCCCCl": "chlorobutane",
+    "CC(C)(C)Cl": "tert_butyl_chloride", "ClCC1CO1": "epichlorohydrin", "OCCCl": "chloroethanol",
+    "O=C(Cl)Cl": "phosgene", "CC(Cl)(Cl)Cl": "trichloroethane", "ClC(Cl)=C(Cl)Cl": "tetrachloroethylene",
+    "ClC=C(Cl)Cl": "trichloroethylene", "N#CCCCl": "chloropropionitrile", "Oc1ccc(Cl)cc1Cl": "dichlorophenol",
+    "Clc1ccccc1Cl": "dichlorobenzene", "Cc1ccc(Cl)cc1": "chlorotoluene", "OC(=O)c1ccc(Cl)cc1": "chlorobenzoic_acid",
+    "COC(=O)Cl": "methyl_chloroformate", "ClCCOCCCl": "bis_chloroethyl_ether", "O=S(Cl)Cl": "thionyl_chloride",
+    "O=S(=O)(Cl)Cl": "sulfuryl_chloride", "CS(=O)(=O)Cl": "mesyl_chloride", "Clc1ncncn1": "chlorotriazine",
+    "Clc1cc(Cl)cc(Cl)c1": "trichlorobenzene", "CC(=O)Nc1ccc(Cl)cc1": "chloroacetanilide",
+    # bromine
+    "BrC(Br)Br": "bromoform", "BrCBr": "dibromomethane", "CCBr": "bromoethane", "CCCBr": "bromopropane",
+    "CC(C)Br": "isopropyl_bromide", "BrCCBr": "dibromoethane", "OC(=O)CBr": "bromoacetic_acid",
+    "CC(=O)CBr": "bromoacetone", "Oc1ccc(Br)cc1": "bromophenol", "Nc1ccc(Br)cc1": "bromoaniline",
+    "Brc1ccccn1": "bromopyridine", "BrCc1ccccc1": "benzyl_bromide", "Cc1ccc(Br)cc1": "bromotoluene",
+    "C=CCBr": "allyl_bromide", "N#CCBr": "bromoacetonitrile", "CC(C)(C)Br": "tert_butyl_bromide",
+    "O=c1[nH]cc(Br)c(=O)[nH]1": "bromouracil", "ClCBr": "bromochloromethane", "OCCBr": "bromoethanol",
+    "C=CBr": "vinyl_bromide", "Clc1ccc(Br)cc1": "bromochlorobenzene", "ClC(Cl)(Cl)Br": "bromotrichloromethane",
+    "Brc1ccc2ccccc2c1": "bromonaphthalene", "Brc1cccs1": "bromothiophene",
+    # phosphorus
+    "CP(C)C": "trimethylphosphine", "CCOP(=O)(OCC)OCC": "triethyl_phosphate",
+    "COP(C)(=O)OC": "dimethyl_methylphosphonate", "OP(O)(O)=O": "phosphoric_acid",
+    "CP(O)(O)=O": "methylphosphonic_acid", "COP(OC)OC": "trimethyl_phosphite", "Pc1ccccc1": "phenylphosphine",
+    "CPC": "dimethylphosphine", "CN(C)P(=O)(N(C)C)N(C)C": "hmpa", "OC(=O)CNCP(O)(O)=O": "glyphosate",
+    "NCCOP(O)(O)=O": "phosphoethanolamine", "CCOP(=O)OCC": "diethyl_phosphite", "CCP(=O)(CC)CC": "triethylphosphine_oxide",
+    "COP(=O)(Cl)Cl": "methyl_dichlorophosphate", "OC(=O)CP(O)(O)=O": "phosphonoacetic_acid",
+    "COP(=O)(O)OC": "dimethyl_phosphate", "CCOP(=S)(OCC)OCC": "triethyl_thiophosphate",
+    "c1ccc(cc1)P(=O)(c1ccccc1)O": "diphenylphosphinic_acid", "CCP(CC)CC": "triethylphosphine",
+    "O=P(c1ccccc1)(Cl)Cl": "phenylphosphonic_dichloride",
+    # silicon
+    "C[Si](C)(C)O": "trimethylsilanol", "C[Si](C)(C)O[Si](C)(C)C": "hexamethyldisiloxane",
+    "C[Si](C)(C)Cl": "trimethylsilyl_chloride", "C[Si](C)(Cl)Cl": "dimethyldichlorosilane",
+    "C[Si](Cl)(Cl)Cl": "methyltrichlorosilane", "CCO[Si](OCC)(OCC)OCC": "teos", "CO[Si](OC)(OC)OC": "tmos",
+    "C[Si](C)(C)C#C": "trimethylsilylacetylene", "[SiH3]c1ccccc1": "phenylsilane", "CC[SiH](CC)CC": "triethylsilane",
+    "C=C[Si](C)(C)C": "vinyltrimethylsilane", "C=CC[Si](C)(C)C": "allyltrimethylsilane",
+    "C[Si](C)(C)C#N": "trimethylsilyl_cyanide", "C[SiH2]C": "dimethylsilane", "[SiH3][SiH3]": "disilane",
+    "C[Si](C)(C)N[Si](C)(C)C": "hexamethyldisilazane", "CO[Si](C)(C)OC": "dimethoxydimethylsilane",
+    "C[Si](C)(C)OC(C)=O": "trimethylsilyl_acetate", "C[Si]1(C)CCCC1": "dimethylsilacyclopentane",
+    # boron
+    "OB(O)O": "boric_acid", "COB(OC)OC": "trimethyl_borate", "CB(O)O": "methylboronic_acid",
+    "CCB(CC)CC": "triethylborane", "CB(C)C": "trimethylborane", "B1NBNBN1": "borazine",
+    "CC1(C)OBOC1(C)C": "pinacolborane", "B1Oc2ccccc2O1": "catecholborane", "CN(C)B(N(C)C)N(C)C": "tris_dimethylaminoborane",
+    "C=CB(O)O": "vinylboronic_acid", "OB(O)c1cccs1": "thienylboronic_acid", "CN(C)B": "dimethylaminoborane",
+    "OB(O)c1ccc(F)cc1": "fluorophenylboronic_acid", "CCCCB(O)O": "butylboronic_acid", "OB(O)c1cccnc1": "pyridylboronic_acid",
+    "CC1(C)OB(C=C)OC1(C)C": "vinyl_pinacol_boronate",
+    # several
+    "OS(=O)(=O)C(F)(F)F": "triflic_acid", "FC(F)(Cl)Cl": "dichlorodifluoromethane",
+    "FC(F)(Cl)Br": "halon_1211", "FC(F)Cl": "chlorodifluoromethane", "FC(F)(F)CCl": "chlorotrifluoroethane",
+    "NS(=O)(=O)c1ccc(Cl)cc1": "chlorobenzenesulfonamide", "Cc1ccc(cc1)S(Cl)(=O)=O": "tosyl_chloride",
+    "CCOP(=S)(OCC)Oc1nc(Cl)c(Cl)cc1Cl": "chlorpyrifos", "FC(F)(F)C(Cl)Br": "halothane",
 }
 SCALES = (0.95, 1.0, 1.05)
 RATTLE = (0.02, 0.08)  # range of the noise's standard deviation, Angstrom
@@ -186,12 +261,7 @@ def substituted_structures(
         atoms.info.update(smiles=Chem.MolToSmiles(Chem.RemoveHs(result[0])), parent=smiles,
                           substitutions=" ".join(result[1]))
         yield Structure(f"sub_{index:06d}", split, atoms)
-        for k in range(rattled):
-            copy = atoms.copy()
-            sigma = rng.uniform(*RATTLE)
-            copy.positions += rng.normal(scale=sigma, size=copy.positions.shape)
-            copy.info["rattle_sigma"] = sigma
-            yield Structure(f"sub_{index:06d}_r{k}", split, copy)
+        yield from rattled_copies(atoms, f"sub_{index:06d}", split, rattled, rng)
         made += 1
         if made == count:
             return
@@ -211,12 +281,42 @@ def small_structures(seed: int) -> Iterator[Structure]:
         formula = atoms.get_chemical_formula()
         names[formula] += 1
         stem = formula if names[formula] == 1 else f"{formula}-{names[formula]}"
-        split = "val" if int(hashlib.sha1(smiles.encode()).hexdigest(), 16) % 10 == 8 else "train"
+        split = hashed_split(smiles)
         centre = atoms.positions.mean(0)
         for scale in SCALES:
             copy = Atoms(atoms.numbers, positions=centre + scale * (atoms.positions - centre))
             copy.info["scale"] = scale
             yield Structure(f"small_{stem}_{round(100 * scale):03d}", split, copy)
+
+
+def common_structures(rattled: int, seed: int) -> Iterator[Structure]:
+    """Every molecule of :data:`COMMON` that embeds, with ``rattled`` noisy copies each."""
+    from rdkit import Chem
+
+    for i, (smiles, name) in enumerate(COMMON.items()):
+        atoms = embed(Chem.AddHs(Chem.MolFromSmiles(smiles)), seed + i)
+        if atoms is None:
+            print(f"skipped {name}: no geometry", file=sys.stderr)
+            continue
+        atoms.info["smiles"] = smiles
+        split = hashed_split(smiles)
+        yield Structure(f"common_{name}", split, atoms)
+        yield from rattled_copies(atoms, f"common_{name}", split, rattled, np.random.default_rng([seed, 1, i]))
+
+
+def hashed_split(smiles: str) -> str:
+    """"val" when the SHA-1 of ``smiles`` ends in a digit 8 (as QM9 indices ending in 8), else "train"."""
+    return "val" if int(hashlib.sha1(smiles.encode()).hexdigest(), 16) % 10 == 8 else "train"
+
+
+def rattled_copies(atoms: Atoms, name: str, split: str, count: int, rng: np.random.Generator) -> Iterator[Structure]:
+    """``count`` copies ``<name>_r<k>`` with normal noise on every coordinate (sigma drawn from :data:`RATTLE`)."""
+    for k in range(count):
+        copy = atoms.copy()
+        sigma = rng.uniform(*RATTLE)
+        copy.positions += rng.normal(scale=sigma, size=copy.positions.shape)
+        copy.info["rattle_sigma"] = sigma
+        yield Structure(f"{name}_r{k}", split, copy)
 
 
 def element_counts(structures: list[Structure]) -> str:
@@ -234,7 +334,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-o", "--output", type=Path, required=True, help="folder for train/ and val/")
     parser.add_argument("--count", type=int, default=1000, help="substituted QM9 molecules")
-    parser.add_argument("--rattled", type=int, default=1, help="noisy copies per substituted molecule")
+    parser.add_argument("--rattled", type=int, default=1, help="noisy copies per substituted and common molecule")
     parser.add_argument("--qm9-csv", type=Path, help="a qm9pack data CSV [default: qm9pack's qm9_part1.csv]")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -243,14 +343,15 @@ def main(argv: list[str] | None = None) -> None:
     RDLogger.DisableLog("rdApp.*")  # sanitisation failures are expected and skipped
     rows = qm9_smiles(args.qm9_csv or qm9_csv())
     structures = list(small_structures(args.seed))
+    structures += common_structures(args.rattled, args.seed)
     structures += substituted_structures(rows, args.count, args.rattled, args.seed)
     for split in ("train", "val"):
         (args.output / split).mkdir(parents=True, exist_ok=True)
     for s in structures:
         write(args.output / s.split / f"{s.name}.xyz", s.atoms, format="extxyz")
-    small = sum(s.name.startswith("small_") for s in structures)
-    print(f"{len(structures)} structures ({small} small, {len(structures) - small} substituted and rattled) "
-          f"-> {args.output}/{{train,val}}")
+    kinds = Counter(s.name.split("_")[0] for s in structures)
+    print(f"{len(structures)} structures ({kinds['small']} small, {kinds['common']} common, {kinds['sub']} substituted; "
+          f"rattled copies included) -> {args.output}/{{train,val}}")
     print(element_counts(structures))
 
 
