@@ -5,7 +5,7 @@ or on any folders of reference records, crystals included.
     python benchmarks/validation_nmae.py --model default --split train --limit 20   # its own training data
     python benchmarks/validation_nmae.py --model default --data ood-records/ --split any
     python benchmarks/validation_nmae.py --model default --by-distance   # where the error lies
-    python benchmarks/validation_nmae.py --model default --data heteroatoms/val --split any --by-element
+    python benchmarks/validation_nmae.py --model default --data heteroatoms/val --split any --by-element --by-kind
     python benchmarks/validation_nmae.py --model default --data crystals/records/val --split any --by-family
 
 Validation = QM9 indices ending in 8 (``--split train``: 0-7; ``any``: every record, QM9 or
@@ -58,6 +58,8 @@ def main() -> None:
     parser.add_argument("--by-distance", action="store_true", help="NMAE shares by distance to the nearest nucleus")
     parser.add_argument("--by-element", action="store_true", help="mean NMAE and dipole error per element")
     parser.add_argument("--by-family", action="store_true", help="crystals: mean NMAEs per prototype")
+    parser.add_argument("--by-kind", action="store_true",
+                        help="molecules: mean NMAE and dipole error per name prefix (small_, sub_, common_, qm9_)")
     args = parser.parse_args()
 
     samples = [s for folder in args.data for s in find_samples(folder, args.spacing, args.margin)]
@@ -112,6 +114,14 @@ def main() -> None:
             holding = [dipoles[scored[i].name] for i in rows if scored[i].name in dipoles]
             print(f"  {chemical_symbols[z]:>2}  {len(rows):4d}  {100 * np.mean([scores[i] for i in rows]):7.3f} %  "
                   + (f"{np.mean(holding):6.3f} D" if holding else "     -"))
+    if args.by_kind:
+        print("per kind (name before the first _): count, mean NMAE, worst NMAE, mean dipole error")
+        kind = [s.name.split("_")[0] for s in scored]
+        for name in sorted(set(kind)):
+            rows = [i for i, k in enumerate(kind) if k == name]
+            holding = [dipoles[scored[i].name] for i in rows if scored[i].name in dipoles]
+            print(f"  {name:<8} {len(rows):4d}  {100 * np.mean([scores[i] for i in rows]):7.3f} %  "
+                  f"{100 * max(scores[i] for i in rows):7.3f} %  " + (f"{np.mean(holding):6.3f} D" if holding else "     -"))
     if args.by_family:
         print("per family (crystals): count, mean NMAE, mean NMAE beyond 0.5 A of the nuclei")
         family = {s.name: s.name.split("_")[1] if "_" in s.name else s.name for s in scored if s.name in far}
