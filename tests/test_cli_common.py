@@ -8,10 +8,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from ase_electra.cli import label, scf, score, train
+from ase_electra.cli import blend, label, scf, score, train
 
 COMMANDS = {"electra-train": train.main, "electra-label": label.main, "electra-scf": scf.main,
-            "electra-score": score.main}
+            "electra-score": score.main, "electra-blend": blend.main}
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))

@@ -16,7 +16,7 @@ import torch
 from ase import Atoms
 from ase.data import chemical_symbols
 
-from ..errors import FileFormatError
+from ..errors import FileFormatError, InvalidInputError
 from ..gaussians import GaussianMixture
 from ..graph import Graph
 from ..io._atomic import atomic_path
@@ -98,6 +98,32 @@ class ElectraDensityModel:
         new = sorted({int(z) for z in elements} - self.elements)
         name = f"{self.name}+{','.join(chemical_symbols[z] for z in new)}" if new else self.name
         return ElectraDensityModel(self.module.grown(new, reference), device=self.device, name=name)
+
+    def blended(self, other: ElectraDensityModel, weight: float) -> ElectraDensityModel:
+        """The model whose parameters are ``(1 - weight) * self + weight * other``.
+
+        Both must have one configuration, as a model and its fine-tune (``electra-train
+        --init``) have. Between the two, such a blend keeps more of the first model's
+        accuracy on its own data than the fine-tune does while keeping most of what the
+        fine-tune learned (weight-space ensembling, Wortsman et al., CVPR 2022, "WiSE-FT").
+        Named ``<self>~<other>@<weight>``.
+        """
+        if not 0.0 <= weight <= 1.0:
+            raise InvalidInputError(f"blend weight: expected a number in [0, 1], got {weight}")
+        if self.config.to_dict() != other.config.to_dict():
+            raise InvalidInputError(f"cannot blend {self.name} and {other.name}: their configurations differ")
+        mine, theirs = self.module.state_dict(), other.module.state_dict()
+        state = {}
+        for key, value in mine.items():
+            if value.is_floating_point():
+                state[key] = torch.lerp(value, theirs[key].to(value), weight)
+            elif torch.equal(value, theirs[key].to(value.device)):
+                state[key] = value
+            else:
+                raise InvalidInputError(f"cannot blend {self.name} and {other.name}: they differ in {key}")
+        module = ElectraModel(self.config).to(next(v.dtype for v in mine.values() if v.is_floating_point()))
+        module.load_state_dict(state, strict=True)
+        return ElectraDensityModel(module, device=self.device, name=f"{self.name}~{other.name}@{weight:g}")
 
     # ------------------------------------------------------------------ prediction
     def graph(self, structures: list[Atoms]) -> Graph:
