@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/electra-density examples/data/qm9_005128.xyz -o $(DEMO) --format cube --spacing 0.1 --margin 4 --png
+	$(VENV)/bin/electra-density examples/data/qm9_005128.xyz -o $(DEMO) --format cube --spacing 0.1 --margin 4 --png --overwrite
 	$(VENV)/bin/electra-score $(DEMO)/qm9_005128.cube examples/data/qm9_005128.npz
 
 test: $(STAMP)

@@ -31,7 +31,7 @@ from .errors import InvalidInputError
 from .grid import DEFAULT_MAX_POINTS, Grid
 from .io import FramesWriter, read_settings, settings_comment, write_density
 from .models import DensityModel
-from .models.base import check_for_model
+from .models.base import check_for_model, model_identity
 from .predict import grid_for, in_box_frame, predict_densities
 from .runs import FRAME_ERRORS, Refusals, RunSettings, RunSummary, package_version, run_batches, stale_output
 from .structures import FrameJob, InputFile, keep_valid, name_outputs, read_inputs
@@ -173,7 +173,7 @@ def convert(
     sampled = _sampling(sampling, fmt)
     gridded = fmt != "mixtures"
     settings = RunSettings(
-        model=model.name, version=package_version(), format=fmt, spacing=spacing if gridded else None,
+        model=model_identity(model), version=package_version(), format=fmt, spacing=spacing if gridded else None,
         margin=margin if gridded and box is None else None, box=box if gridded else None, sampling=sampled,
         charge=charge,
     )

@@ -59,6 +59,23 @@ def test_trajectory_frames_named_and_skipped_on_rerun(tmp_path):
     assert (out / "md_1.cube").stat().st_mtime_ns == before
 
 
+def test_rerun_with_retrained_weights_under_the_same_name_is_refused(tmp_path):
+    from ase_electra.models.electra import ElectraDensityModel, default_config
+
+    config = default_config(elements=(1, 6), channels=8, layers=1, n_bessel=4, radial_hidden=8,
+                            floating_heavy=4, floating_light=2)
+    folder = tmp_path / "mymodel"
+    ElectraDensityModel.new(config, seed=0).save(folder)
+    write(tmp_path / "ch4.xyz", molecule("CH4"))
+    args = [tmp_path / "ch4.xyz", "-o", tmp_path / "out", "--spacing", "0.4", "--margin", "2.0", "--model", folder]
+    assert run(*args).exit_code == 0
+    assert "0 written, 1 already present" in run(*args).output  # same weights: skipped
+    ElectraDensityModel.new(config, seed=1).save(folder)  # retrained, same folder name
+    again = run(*args)
+    assert again.exit_code == 1 and "was made with model electra:mymodel@" in again.output
+    assert "use --overwrite" in again.output
+
+
 def test_index_selects_frames(tmp_path):
     traj = tmp_path / "md.xyz"
     write(traj, [molecule("H2O")] * 4)

@@ -11,7 +11,7 @@ from ase import Atoms
 from ..errors import FileFormatError, InvalidInputError, UnknownElementError
 from ..gaussians import GaussianMixture
 
-__all__ = ["DensityModel", "load_model", "check_structures", "check_for_model"]
+__all__ = ["DensityModel", "load_model", "check_structures", "check_for_model", "model_identity"]
 
 
 @runtime_checkable
@@ -29,6 +29,15 @@ class DensityModel(Protocol):
     device: torch.device
 
     def predict(self, structures: list[Atoms]) -> GaussianMixture: ...
+
+
+def model_identity(model: DensityModel) -> str:
+    """``model.name``, and for trained models (those with a ``digest()``) 12 hex digits of their
+    parameters' digest: ``electra:default@3f2a...``. Outputs record it (``RunSettings.model``), so
+    a rerun rewrites files that other weights made under the same name (a retrained run folder,
+    a new shipped default)."""
+    digest = getattr(model, "digest", None)
+    return model.name if digest is None else f"{model.name}@{digest()[:12]}"
 
 
 def check_structures(structures: list[Atoms], elements: frozenset[int], model_name: str) -> None:

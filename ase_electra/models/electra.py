@@ -8,6 +8,7 @@ learns new elements from there too (:meth:`ElectraDensityModel.grown`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -124,6 +125,14 @@ class ElectraDensityModel:
         module = ElectraModel(self.config).to(next(v.dtype for v in mine.values() if v.is_floating_point()))
         module.load_state_dict(state, strict=True)
         return ElectraDensityModel(module, device=self.device, name=f"{self.name}~{other.name}@{weight:g}")
+
+    def digest(self) -> str:
+        """SHA-256 (hex) of the parameters and buffers: two models predict alike if their digests agree."""
+        sha = hashlib.sha256()
+        for key, value in sorted(self.module.state_dict().items()):
+            sha.update(key.encode())
+            sha.update(value.detach().cpu().contiguous().numpy().tobytes())
+        return sha.hexdigest()
 
     # ------------------------------------------------------------------ prediction
     def graph(self, structures: list[Atoms]) -> Graph:

@@ -46,6 +46,10 @@ class ShippedModel:
         self.device = molecules.device
         self.elements = molecules.elements | crystals.elements
 
+    def digest(self) -> str:
+        """The parts' :meth:`ElectraDensityModel.digest`, molecules then crystals."""
+        return f"{self.molecules.digest()}{self.crystals.digest()}"
+
     @classmethod
     def load(cls, device: str | torch.device = "cpu") -> ShippedModel:
         """The models shipped in the package (``ase_electra/weights/default`` and ``crystal``),

@@ -32,7 +32,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from ..errors import FileFormatError, InvalidInputError
 from ..models import DensityModel
-from ..models.base import check_for_model
+from ..models.base import check_for_model, model_identity
 from ..runs import Refusals, RunSettings, RunSummary, package_version, run_batches, stale_output
 from ..structures import keep_valid, read_inputs
 from .hirshfeld import hirshfeld_charges, reference_atoms
@@ -93,7 +93,7 @@ def write_properties(
     ]
     if not output.parent.is_dir():
         raise FileFormatError(f"{output}: folder {output.parent} does not exist")
-    settings = RunSettings(model=model.name, version=package_version(), format="extxyz", charge=charge)
+    settings = RunSettings(model=model_identity(model), version=package_version(), format="extxyz", charge=charge)
     if overwrite:
         output.unlink(missing_ok=True)
     kept = _resume(output, frames, settings)
