@@ -40,6 +40,7 @@ __all__ = [
     "GridCache",
     "Probes",
     "find_samples",
+    "qm9_rule",
     "refuse_test",
     "sample_probes",
     "split_samples",
@@ -171,6 +172,11 @@ def refuse_test(samples: list[DensitySample]) -> None:
             )
 
 
+def qm9_rule(samples: list[DensitySample]) -> tuple[list[DensitySample], list[DensitySample]]:
+    """(train, validation): QM9 validation-split records (indices ending in 8) validate, the rest train."""
+    return [s for s in samples if s.split != "validation"], [s for s in samples if s.split == "validation"]
+
+
 def split_samples(
     samples: list[DensitySample], val_fraction: float | None = None, seed: int = 0
 ) -> tuple[list[DensitySample], list[DensitySample]]:
@@ -182,8 +188,7 @@ def split_samples(
     """
     refuse_test(samples)
     if val_fraction is None:
-        train = [s for s in samples if s.split != "validation"]
-        val = [s for s in samples if s.split == "validation"]
+        train, val = qm9_rule(samples)
     else:
         if not 0.0 < val_fraction < 1.0:
             raise InvalidInputError(f"validation fraction: expected in (0, 1), got {val_fraction}")

@@ -107,21 +107,24 @@ def main() -> None:
         f"max {100 * max(scores):.3f} %; {dipole}{beyond}; predict + grid evaluation "
         f"{statistics.mean(seconds):.2f} s per structure (torch {torch.__version__}, {torch.get_num_threads()} threads)"
     )
+    def dipole_column(rows: list[int]) -> str:
+        """Mean dipole error (D) of the scored molecules at ``rows``, or "-" if none has one."""
+        holding = [dipoles[scored[i].name] for i in rows if scored[i].name in dipoles]
+        return f"{np.mean(holding):6.3f} D" if holding else "     -"
+
     if args.by_element:
         print("per element (structures holding it): count, mean NMAE, mean dipole error of its molecules")
         for z in sorted({int(z) for s in scored for z in s.atoms.numbers}):
             rows = [i for i, s in enumerate(scored) if z in s.atoms.numbers]
-            holding = [dipoles[scored[i].name] for i in rows if scored[i].name in dipoles]
             print(f"  {chemical_symbols[z]:>2}  {len(rows):4d}  {100 * np.mean([scores[i] for i in rows]):7.3f} %  "
-                  + (f"{np.mean(holding):6.3f} D" if holding else "     -"))
+                  + dipole_column(rows))
     if args.by_kind:
         print("per kind (name before the first _): count, mean NMAE, worst NMAE, mean dipole error")
         kind = [s.name.split("_")[0] for s in scored]
         for name in sorted(set(kind)):
             rows = [i for i, k in enumerate(kind) if k == name]
-            holding = [dipoles[scored[i].name] for i in rows if scored[i].name in dipoles]
             print(f"  {name:<8} {len(rows):4d}  {100 * np.mean([scores[i] for i in rows]):7.3f} %  "
-                  f"{100 * max(scores[i] for i in rows):7.3f} %  " + (f"{np.mean(holding):6.3f} D" if holding else "     -"))
+                  f"{100 * max(scores[i] for i in rows):7.3f} %  " + dipole_column(rows))
     if args.by_family:
         print("per family (crystals): count, mean NMAE, mean NMAE beyond 0.5 A of the nuclei")
         family = {s.name: s.name.split("_")[1] if "_" in s.name else s.name for s in scored if s.name in far}

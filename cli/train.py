@@ -97,7 +97,7 @@ def main(data, run_dir, val_dirs, val_fraction, epochs, max_minutes, loss, probe
         raise click.UsageError("--widen needs --init (a fresh run sets its Gaussians with --model-config)")
     train_elements = _element_numbers(train_only) if train_only else ()
     with user_errors(traceback):
-        from ase_electra.datasets import GridCache, find_samples, refuse_test, split_samples
+        from ase_electra.datasets import GridCache, find_samples, qm9_rule, refuse_test, split_samples
         from ase_electra.errors import FileFormatError
         from ase_electra.train import TrainConfig, model_config_for, train
 
@@ -110,8 +110,7 @@ def main(data, run_dir, val_dirs, val_fraction, epochs, max_minutes, loss, probe
             train_samples, val_samples = split_samples(samples, val_fraction, seed)
         else:  # the QM9 rule still keeps validation-split records of DATA out of training
             refuse_test(samples)
-            train_samples = [s for s in samples if s.split != "validation"]
-            val_samples = [s for s in samples if s.split == "validation"]
+            train_samples, val_samples = qm9_rule(samples)
             val_samples += [s for folder in val_dirs for s in find_samples(folder, spacing, margin)]
         config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_decay=lr_decay, loss=loss, probes=probes,
                              seed=seed, max_minutes=max_minutes, max_steps=max_steps,
