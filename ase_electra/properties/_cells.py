@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from itertools import chain
 
 import numpy as np
+from numba import get_num_threads
 from scipy.spatial import cKDTree
 
 __all__ = ["Cells", "bin_points", "within", "transpose"]
@@ -59,7 +60,7 @@ def bin_points(points: np.ndarray, spacing: float) -> Cells:
 
 
 def within(targets: np.ndarray, queries: np.ndarray, radii: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Targets within ``radii[q]`` of each query, as CSR lists.
+    """Targets within ``radii[q]`` of each query, as CSR lists, queried on numba's threads.
 
     Parameters
     ----------
@@ -73,7 +74,7 @@ def within(targets: np.ndarray, queries: np.ndarray, radii: np.ndarray) -> tuple
         Query q's targets are ``index[start[q]:start[q + 1]]``.
     index : ndarray of int
     """
-    lists = cKDTree(targets).query_ball_point(queries, radii)
+    lists = cKDTree(targets).query_ball_point(queries, radii, workers=get_num_threads())
     start = np.zeros(len(lists) + 1, dtype=np.int64)
     np.cumsum(np.fromiter(map(len, lists), dtype=np.int64, count=len(lists)), out=start[1:])
     index = np.fromiter(chain.from_iterable(lists), dtype=np.int64, count=int(start[-1]))

@@ -51,18 +51,18 @@ _VECTOR = _FMA | {"reassoc"}
 # ---------------------------------------------------------------------- exp
 @njit(cache=True, inline="always", fastmath=_FMA)
 def _exp(x: float) -> float:
-    """exp(x) for x in [-708, 709], within 4e-16 relative of ``math.exp``; built from
+    """exp(x) for x in [-708, 709], within 3e-13 relative of ``math.exp``; built from
     arithmetic only, so loops over it vectorise (``math.exp`` is a library call).
 
-    x = n ln2 + r with |r| <= ln2 / 2; exp(r) by its Taylor series to r^12 (remainder below
-    2e-16); 2^n added to the exponent bits.
+    x = n ln2 + r with |r| <= ln2 / 2; exp(r) by its Taylor series to r^10 (remainder below
+    2.2e-13: far below what the quadratures resolve, and two multiply-adds fewer per
+    value than series to r^12); 2^n added to the exponent bits.
     """
     t = x * _INV_LN2 + _ROUND
     n = t - _ROUND
     r = (x - n * _LN2_HI) - n * _LN2_LO
     p = 1.0 + r * (1.0 + r * (1.0 / 2 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (1.0 / 720 + r * (
-        1.0 / 5040 + r * (1.0 / 40320 + r * (1.0 / 362880 + r * (1.0 / 3628800 + r * (1.0 / 39916800 + r * (
-            1.0 / 479001600))))))))))))
+        1.0 / 5040 + r * (1.0 / 40320 + r * (1.0 / 362880 + r * (1.0 / 3628800))))))))))
     shift = (np.float64(t).view(np.int64) - _ROUND_BITS) << 52
     return np.int64(np.float64(p).view(np.int64) + shift).view(np.float64)
 
