@@ -37,6 +37,9 @@ Ansatz, per atom of element Z (table ``ase_electra/models/promolecule.json``):
 - floating: ``n`` Gaussians, free centre and full covariance (Cholesky factor, diagonal
   >= ``--width-floor``), initialised from the valence components by ``assign_slots``,
   centres at the atom plus seeded random offsets;
+- ``spherical16``: the head's counts with every floating Gaussian kept on its atom and
+  isotropic (free width and weight only): the floor of a learned superposition of spherical
+  atoms, which is what a network that never moves or shapes its Gaussians can reach;
 - weights "positive": w = N_e softmax(logits) over core and floating Gaussians of the
   molecule (exact electron count, w > 0), as in today's head;
 - weights "signed": the positive part above plus ``d`` deformation Gaussians per atom
@@ -89,13 +92,15 @@ DATA = ROOT.parent / "shared" / "datasets" / "qm9-pbe-def2svp"
 
 @dataclass(frozen=True)
 class Candidate:
-    """Floating (positive) and deformation (signed, zero-sum per atom) Gaussians per atom."""
+    """Floating (positive) and deformation (signed, zero-sum per atom) Gaussians per atom;
+    ``spherical``: the floating Gaussians stay on their atom and isotropic (a learned free atom)."""
 
     name: str
     floating_heavy: int
     floating_h: int
     deform_heavy: int = 0
     deform_h: int = 0
+    spherical: bool = False
 
     @property
     def weight_model(self) -> str:
@@ -106,6 +111,7 @@ CANDIDATES = {
     c.name: c
     for c in (
         Candidate("head", 16, 6),
+        Candidate("spherical16", 16, 6, spherical=True),
         Candidate("float32", 32, 8),
         Candidate("float64", 64, 12),
         Candidate("float128", 128, 16),
@@ -150,7 +156,7 @@ class FreeMixture(torch.nn.Module):
             core_w += list(wc)
             core_s += list(sc)
             w, s = assign_slots(wv, sv, nf)
-            flt_pos += list(r + 0.25 * s[:, None] * rng.standard_normal((nf, 3)))
+            flt_pos += list(r + (0.0 if cand.spherical else 0.25) * s[:, None] * rng.standard_normal((nf, 3)))
             flt_w += list(w)
             flt_s += list(s)
             if nd:
@@ -166,8 +172,9 @@ class FreeMixture(torch.nn.Module):
         self.register_buffer("core_centres", t(core_pos, (-1, 3)))
         self.core_log_sigma = torch.nn.Parameter(torch.log(t(core_s)))
         self.logits = torch.nn.Parameter(torch.log(t(core_w + flt_w)))
-        self.flt_centres = torch.nn.Parameter(t(flt_pos, (-1, 3)))
-        self.flt_diag, self.flt_off = self._tril_params(t(flt_s))
+        self.spherical = cand.spherical
+        self.flt_centres = torch.nn.Parameter(t(flt_pos, (-1, 3)), requires_grad=not cand.spherical)
+        self.flt_diag, self.flt_off = self._tril_params(t(flt_s), isotropic=cand.spherical)
         self.n_deform = len(def_s)
         if self.n_deform:
             self.def_centres = torch.nn.Parameter(t(def_pos, (-1, 3)))
@@ -177,15 +184,19 @@ class FreeMixture(torch.nn.Module):
             self.register_buffer("def_atom", atom)
             self.register_buffer("def_count", torch.bincount(atom, minlength=len(numbers)).to(torch.float64))
 
-    def _tril_params(self, sigma: torch.Tensor) -> tuple[torch.nn.Parameter, torch.nn.Parameter]:
+    def _tril_params(self, sigma: torch.Tensor, isotropic: bool = False
+                     ) -> tuple[torch.nn.Parameter, torch.nn.Parameter]:
+        """Cholesky diagonal (K, 3), or (K, 1) shared by the axes, and off-diagonal (K, 3) parameters;
+        isotropic ones keep the off-diagonal at zero."""
         sigma = sigma.clamp(min=self.width_floor * 1.05)
-        diag = _inverse_softplus(sigma - self.width_floor)[:, None].repeat(1, 3)  # (K, 3)
-        return torch.nn.Parameter(diag), torch.nn.Parameter(torch.zeros(len(sigma), 3, dtype=torch.float64))
+        diag = _inverse_softplus(sigma - self.width_floor)[:, None].repeat(1, 1 if isotropic else 3)
+        off = torch.nn.Parameter(torch.zeros(len(sigma), 3, dtype=torch.float64), requires_grad=not isotropic)
+        return torch.nn.Parameter(diag), off
 
     def _tril(self, diag: torch.Tensor, off: torch.Tensor) -> torch.Tensor:
         k = diag.shape[0]
         L = torch.zeros(k, 3, 3, dtype=diag.dtype)
-        d = self.width_floor + torch.nn.functional.softplus(diag)  # (K, 3) >= floor
+        d = (self.width_floor + torch.nn.functional.softplus(diag)).expand(k, 3)  # (K, 3) >= floor
         L = L + torch.diag_embed(d)
         rows, cols = torch.tril_indices(3, 3, offset=-1)
         L = L.index_put((torch.arange(k)[:, None], rows[None], cols[None]), off, accumulate=True)
