@@ -172,7 +172,6 @@ class FreeMixture(torch.nn.Module):
         self.register_buffer("core_centres", t(core_pos, (-1, 3)))
         self.core_log_sigma = torch.nn.Parameter(torch.log(t(core_s)))
         self.logits = torch.nn.Parameter(torch.log(t(core_w + flt_w)))
-        self.spherical = cand.spherical
         self.flt_centres = torch.nn.Parameter(t(flt_pos, (-1, 3)), requires_grad=not cand.spherical)
         self.flt_diag, self.flt_off = self._tril_params(t(flt_s), isotropic=cand.spherical)
         self.n_deform = len(def_s)
