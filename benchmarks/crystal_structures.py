@@ -73,6 +73,27 @@ COMPOUNDS: list[tuple[str, str, float, float]] = [
     ("Na", "bcc110", 4.23, 0), ("Li", "bcc110", 3.49, 0), ("Mg", "hcp0001", 3.21, 5.21), ("Ti", "hcp0001", 2.95, 4.69),
     ("MgO", "rocksalt100", 4.21, 0), ("NaCl", "rocksalt100", 5.64, 0), ("LiF", "rocksalt100", 4.03, 0),
     ("C", "graphene", 2.46, 0), ("BN", "monolayer", 2.50, 0),
+    # 2026-12-08: more compounds and prototypes (after the ones above, so their files stay as they were)
+    ("LiBr", "rocksalt", 5.50, 0), ("NaH", "rocksalt", 4.88, 0), ("KH", "rocksalt", 5.70, 0),
+    ("MgSe", "rocksalt", 5.46, 0), ("VN", "rocksalt", 4.14, 0), ("ZnO", "rocksalt", 4.28, 0), ("AlN", "rocksalt", 4.05, 0),
+    ("BAs", "zincblende", 4.78, 0), ("BeSe", "zincblende", 5.14, 0), ("GaN", "zincblende", 4.50, 0),
+    ("AlN", "zincblende", 4.38, 0), ("ZnO", "zincblende", 4.60, 0), ("SiGe", "zincblende", 5.54, 0),
+    ("ZnS", "wurtzite", 3.82, 6.26), ("SiC", "wurtzite", 3.08, 5.05),
+    ("Li2Se", "antifluorite", 6.00, 0), ("Na2O", "antifluorite", 5.55, 0), ("K2O", "antifluorite", 6.44, 0),
+    ("Mg2Si", "antifluorite", 6.35, 0), ("Be2C", "antifluorite", 4.34, 0),
+    ("ScH2", "fluorite", 4.78, 0), ("TiH2", "fluorite", 4.45, 0), ("VH2", "fluorite", 4.27, 0),
+    ("NiAl", "cesiumchloride", 2.887, 0), ("CuBe", "cesiumchloride", 2.70, 0), ("TiFe", "cesiumchloride", 2.976, 0),
+    ("ScCu", "cesiumchloride", 3.256, 0),
+    ("ZnF2", "rutile", 4.70, 3.13), ("MgH2", "rutile", 4.50, 3.01),
+    ("ClOLi3", "perovskite", 3.91, 0), ("BrOLi3", "perovskite", 4.02, 0),  # antiperovskites Li3OCl, Li3OBr
+    ("Cu2O", "cuprite", 4.27, 0),
+    ("MgB2", "diboride", 3.086, 3.524), ("AlB2", "diboride", 3.006, 3.252), ("TiB2", "diboride", 3.029, 3.229),
+    ("TiS2", "layered", 3.41, 5.70), ("TiSe2", "layered", 3.54, 6.01),
+    ("MgO2H2", "hydroxide", 3.15, 4.77), ("CaO2H2", "hydroxide", 3.59, 4.91),
+    ("Al3Sc", "L12", 4.10, 0), ("Li3N", "nitride", 3.65, 3.88), ("NH4Cl", "ammonium", 3.87, 0),
+    ("Cu", "bcc", 2.865, 0), ("Al", "bcc", 3.21, 0), ("Ti", "bcc", 3.28, 0), ("Mg", "fcc", 4.53, 0),
+    ("Li", "fcc", 4.40, 0), ("K", "fcc", 6.59, 0),
+    *[(el, "element", 0.0, 0.0) for el in ("Ne", "Ar", "Kr")],
 ]
 
 #: Slab prototypes: four atomic layers (graphene and BN one) with SLAB_VACUUM on each side along c.
@@ -80,8 +101,14 @@ SLABS = frozenset({"fcc111", "fcc100", "bcc110", "hcp0001", "rocksalt100", "grap
 SLAB_VACUUM = 6.0
 SLAB_VARIANTS = ("v100", "r1")
 
-#: Rutile's oxygen (fluorine) coordinate u, per formula.
-RUTILE_U = {"TiO2": 0.305, "MgF2": 0.303, "SiO2": 0.306, "GeO2": 0.307}
+#: Rutile's oxygen (fluorine, hydrogen) coordinate u, per formula.
+RUTILE_U = {"TiO2": 0.305, "MgF2": 0.303, "SiO2": 0.306, "GeO2": 0.307, "ZnF2": 0.303, "MgH2": 0.304}
+
+#: Heights (fractions of c) of the anions in CdI2-type layered crystals and of O and H in the hydroxides.
+LAYER_Z = {"TiS2": 0.25, "TiSe2": 0.25, "MgO2H2": (0.22, 0.42), "CaO2H2": (0.23, 0.43)}
+
+#: N-H bond of the ammonium ion, Angstrom.
+AMMONIUM_NH = 1.03
 
 #: Validation compounds, ``<formula>_<prototype>``.
 VALIDATION = frozenset({
@@ -103,10 +130,11 @@ def primitive(formula: str, prototype: str, a: float, c: float) -> Atoms:
     """The compound's primitive (or conventional, for rutile and perovskite) cell at its lattice constants."""
     if prototype == "element":
         return bulk(formula)
-    if prototype in ("rocksalt", "zincblende", "fluorite", "cesiumchloride"):
+    if prototype in ("rocksalt", "zincblende", "fluorite", "cesiumchloride", "fcc", "bcc"):
         return bulk(formula, prototype, a=a)
     if prototype == "antifluorite":  # the anion on the fluorite cation site
-        cation, anion = formula[:-1].rstrip("2"), formula[-1]
+        counts = Counter(Atoms(formula).get_chemical_symbols())
+        cation, anion = (next(el for el, n in counts.items() if n == k) for k in (2, 1))
         return bulk(f"{anion}{cation}2", "fluorite", a=a)
     if prototype == "wurtzite":
         return bulk(formula, "wurtzite", a=a, c=c)
@@ -124,6 +152,33 @@ def primitive(formula: str, prototype: str, a: float, c: float) -> Atoms:
     if prototype == "hexagonal":  # h-BN, AA' stacking
         return crystal(["B", "N"], basis=[(1 / 3, 2 / 3, 0.25), (2 / 3, 1 / 3, 0.25)], spacegroup=194,
                        cellpar=[a, a, c, 90, 90, 120])
+    if prototype == "cuprite":  # Cu2O: O on a bcc lattice, Cu between pairs of O
+        return crystal(["O", "Cu"], basis=[(0.25, 0.25, 0.25), (0, 0, 0)], spacegroup=224, setting=2,
+                       cellpar=[a, a, a, 90, 90, 90])
+    if prototype == "diboride":  # AlB2 type: metal layers between graphite-like boron sheets
+        return crystal([formula[:-2], "B"], basis=[(0, 0, 0), (1 / 3, 2 / 3, 0.5)], spacegroup=191,
+                       cellpar=[a, a, c, 90, 90, 120])
+    if prototype == "layered":  # CdI2 type: one metal layer between two anion layers
+        metal, anion = Atoms(formula).get_chemical_symbols()[:2]
+        return crystal([metal, anion], basis=[(0, 0, 0), (1 / 3, 2 / 3, LAYER_Z[formula])], spacegroup=164,
+                       cellpar=[a, a, c, 90, 90, 120])
+    if prototype == "hydroxide":  # brucite: the CdI2 type with O-H pointing out of the layers
+        z_o, z_h = LAYER_Z[formula]
+        return crystal([Atoms(formula).get_chemical_symbols()[0], "O", "H"], basis=[(0, 0, 0), (1 / 3, 2 / 3, z_o), (1 / 3, 2 / 3, z_h)],
+                       spacegroup=164, cellpar=[a, a, c, 90, 90, 120])
+    if prototype == "L12":  # Cu3Au type: the minority atom on the corners, the majority on the faces
+        symbols = Atoms(formula).get_chemical_symbols()
+        majority, minority = symbols[0], symbols[-1]
+        positions = np.array([(0, 0, 0), (0, 0.5, 0.5), (0.5, 0, 0.5), (0.5, 0.5, 0)]) * a
+        return Atoms([minority] + [majority] * 3, positions=positions, cell=np.eye(3) * a, pbc=True)
+    if prototype == "nitride":  # Li3N: Li2N layers with Li between them
+        return crystal(["N", "Li", "Li"], basis=[(0, 0, 0), (0, 0, 0.5), (1 / 3, 2 / 3, 0)], spacegroup=191,
+                       cellpar=[a, a, c, 90, 90, 120])
+    if prototype == "ammonium":  # NH4Cl: CsCl type, the ion's H along four of the cube's diagonals
+        centre = np.full(3, a / 2)
+        bonds = np.array([(1, 1, 1), (1, -1, -1), (-1, 1, -1), (-1, -1, 1)]) * AMMONIUM_NH / np.sqrt(3)
+        return Atoms(["Cl", "N"] + ["H"] * 4, positions=np.vstack([np.zeros(3), centre, centre + bonds]),
+                     cell=np.eye(3) * a, pbc=True)
     if prototype in SLABS:
         return slab(formula, prototype, a, c)
     raise ValueError(f"unknown prototype {prototype!r}")
