@@ -69,6 +69,10 @@ class DensitySample:
     reference_dipole : callable or None
         ``reference_dipole()`` gives the exact dipole of nuclei and electrons, (3,) ndarray,
         e * Angstrom; None where the source has no exact density (cube and CHGCAR files).
+    reference_nuclei : callable or None
+        ``reference_nuclei()`` gives the exact reference density at each nucleus, (N,)
+        ndarray, e/Angstrom^3; None where the source has no exact density (periodic
+        records, which hold grid samples only, and density files).
     """
 
     name: str
@@ -78,6 +82,7 @@ class DensitySample:
     split: str | None
     reference_values: Callable[[], np.ndarray]
     reference_dipole: Callable[[], np.ndarray] | None = None
+    reference_nuclei: Callable[[], np.ndarray] | None = None
 
 
 def find_samples(folder: str | Path, spacing: float = 0.1, margin: float = 4.0) -> list[DensitySample]:
@@ -139,9 +144,8 @@ def _record_sample(path: Path, spacing: float, margin: float) -> DensitySample:
         split = split_of(qm9_index(path.stem))
     except InvalidInputError:
         split = None
-    return DensitySample(
-        path.stem, atoms, grid, path, split, partial(_record_values, path, grid), partial(_record_dipole, path)
-    )
+    return DensitySample(path.stem, atoms, grid, path, split, partial(_record_values, path, grid),
+                         partial(_record_dipole, path), partial(_record_nuclei, path))
 
 
 def _record_values(path: Path, grid: Grid) -> np.ndarray:
@@ -150,6 +154,11 @@ def _record_values(path: Path, grid: Grid) -> np.ndarray:
 
 def _record_dipole(path: Path) -> np.ndarray:
     return load_record(path).dipole_moment()
+
+
+def _record_nuclei(path: Path) -> np.ndarray:
+    record = load_record(path)
+    return record.density_at(record.atoms.positions)
 
 
 def _file_sample(path: Path) -> DensitySample:

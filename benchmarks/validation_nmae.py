@@ -16,7 +16,8 @@ dipole error (the mixture's analytic dipole against the exact one of the MO
 coefficients, Debye), and the prediction time per molecule. ``--by-distance`` adds the mean
 share of the NMAE from each band of distance to the nearest nucleus
 (:func:`ase_electra.scoring.nmae_by_distance`). ``--by-element`` adds, for every element, the
-mean NMAE and dipole error of the molecules holding it. Molecules with an element the model
+mean NMAE and dipole error of the molecules holding it and the relative error of the density at
+its nuclei (mean and range; a grid point on a nucleus counts that value). Molecules with an element the model
 lacks are counted as refused, not scored. Crystals (periodic records, on their own cell grids)
 have no dipole; for them the NMAE beyond 0.5 A of every nucleus (nearest periodic image,
 :func:`ase_electra.scoring.nmae_beyond`) is printed beside the full-grid NMAE, and
@@ -38,7 +39,7 @@ from ase.data import chemical_symbols
 from ase_electra.datasets import GridCache, find_samples
 from ase_electra.density import Density
 from ase_electra.models import load_model
-from ase_electra.evaluate import evaluate
+from ase_electra.evaluate import evaluate, evaluate_points
 from ase_electra.properties.multipoles import DEBYE
 from ase_electra.scoring import distance_bands, nmae, nmae_beyond, nmae_by_distance
 from ase_electra.train import dipole_error, grid_nmae
@@ -66,7 +67,7 @@ def main() -> None:
     samples = [s for s in samples if args.split == "any" or s.split == args.split][: args.limit]
     model = load_model(args.model)
     cache = GridCache(args.cache)
-    scores, seconds, shares, scored, refused, dipoles, far = [], [], [], [], [], {}, {}
+    scores, seconds, shares, scored, refused, dipoles, far, nuclei = [], [], [], [], [], {}, {}, {}
     print(f"model {args.model}: {len(samples)} structures ({args.split}), grid {args.spacing} A, margin {args.margin} A")
     known = [s for s in samples if set(s.atoms.numbers.tolist()) <= model.elements]
     if not known:
@@ -96,6 +97,10 @@ def main() -> None:
                   f"{100 * far[sample.name]:7.3f} %  {seconds[-1]:6.2f} s")
             continue
         dipoles[sample.name] = dipole_error(mixture, sample, sample.reference_dipole()).item() / DEBYE
+        if args.by_element:  # the density at the nuclei, where a grid point on a nucleus weighs most
+            with torch.no_grad():
+                at_nuclei = evaluate_points(mixture, sample.atoms.positions).numpy()
+            nuclei[sample.name] = at_nuclei / sample.reference_nuclei() - 1.0
         print(f"{sample.name}  atoms {len(sample.atoms):3d}  NMAE {100 * score:7.3f} %  dipole error "
               f"{dipoles[sample.name]:6.3f} D  {seconds[-1]:6.2f} s")
     if refused:
@@ -113,11 +118,14 @@ def main() -> None:
         return f"{np.mean(holding):6.3f} D" if holding else "     -"
 
     if args.by_element:
-        print("per element (structures holding it): count, mean NMAE, mean dipole error of its molecules")
+        print("per element (structures holding it): count, mean NMAE, mean dipole error of its molecules; "
+              "mean and range of (rho_pred / rho_ref - 1) at its nuclei")
         for z in sorted({int(z) for s in scored for z in s.atoms.numbers}):
             rows = [i for i, s in enumerate(scored) if z in s.atoms.numbers]
+            at = np.concatenate([nuclei[s.name][s.atoms.numbers == z] for s in scored if s.name in nuclei] + [[]])
+            peaks = f"  {100 * at.mean():+7.2f} % ({100 * at.min():+.2f} to {100 * at.max():+.2f})" if len(at) else ""
             print(f"  {chemical_symbols[z]:>2}  {len(rows):4d}  {100 * np.mean([scores[i] for i in rows]):7.3f} %  "
-                  + dipole_column(rows))
+                  + dipole_column(rows) + peaks)
     if args.by_kind:
         print("per kind (name before the first _): count, mean NMAE, worst NMAE, mean dipole error")
         kind = [s.name.split("_")[0] for s in scored]

@@ -45,6 +45,10 @@ from ._common import device_option, traceback_option, user_errors, version_optio
 @click.option("--dipole-weight", type=click.FloatRange(min=0), default=0.0,
               help="Weight, 1/(e*Angstrom), of |p_pred - p_ref| (e*Angstrom) added to each structure's NMAE; "
                    "0: NMAE only.")
+@click.option("--nuclear-weight", type=click.FloatRange(min=0), default=0.0,
+              help="Weight of |rho_pred - rho_ref| at the nuclei, in grid points per nucleus (1: as if each "
+                   "nucleus sat on a grid point), added to each structure's NMAE; needs exact references "
+                   "(PySCF records); 0: off.")
 @click.option("--ema", type=click.FloatRange(0, 1, max_open=True), default=0.0,
               help="Decay per step of an exponential moving average of the weights, used for validation "
                    "and RUN/best (e.g. 0.999: about the last 1,000 steps); 0: off.")
@@ -81,8 +85,8 @@ from ._common import device_option, traceback_option, user_errors, version_optio
 @traceback_option
 @version_option
 def main(data, run_dir, val_dirs, val_fraction, epochs, max_minutes, loss, probes, batch_size, max_steps, lr, lr_decay,
-         dipole_weight, ema, seed, resume, model_config, init_spec, widen, train_only, checkpoint_every, cache_dir, spacing,
-         margin, device, traceback):
+         dipole_weight, nuclear_weight, ema, seed, resume, model_config, init_spec, widen, train_only, checkpoint_every,
+         cache_dir, spacing, margin, device, traceback):
     """Train on the reference records (*.npz), cube and CHGCAR files in the DATA folders.
 
     Validation is the full-grid NMAE after every epoch; the best model is saved to
@@ -114,8 +118,8 @@ def main(data, run_dir, val_dirs, val_fraction, epochs, max_minutes, loss, probe
             val_samples += [s for folder in val_dirs for s in find_samples(folder, spacing, margin)]
         config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_decay=lr_decay, loss=loss, probes=probes,
                              seed=seed, max_minutes=max_minutes, max_steps=max_steps,
-                             checkpoint_every=checkpoint_every, device=device, dipole_weight=dipole_weight, ema=ema,
-                             train_elements=train_elements)
+                             checkpoint_every=checkpoint_every, device=device, dipole_weight=dipole_weight,
+                             nuclear_weight=nuclear_weight, ema=ema, train_elements=train_elements)
         model = None
         if model_config is not None:
             try:  # JSON syntax and bad settings are both ValueErrors
