@@ -126,6 +126,9 @@ class TrainConfig:
         <ase_electra.nn.model.ElectraModel.element_masks>`), without weight decay; every
         other parameter stays as it is, so structures without these elements predict
         exactly as before. Empty (the default): train every parameter.
+    train_core_only : bool
+        With ``train_elements``: only their core Gaussians' widths and weights train
+        (for instance to fit the density at their nuclei with ``nuclear_weight``).
     """
 
     epochs: int = 100
@@ -147,6 +150,7 @@ class TrainConfig:
     monitor_train: int = 32
     ema: float = 0.0
     train_elements: tuple[int, ...] = ()
+    train_core_only: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "train_elements", tuple(sorted(int(z) for z in self.train_elements)))
@@ -168,6 +172,7 @@ class TrainConfig:
             "nuclear_weight": (self.nuclear_weight >= 0, ">= 0"),
             "monitor_train": (self.monitor_train >= 0, ">= 0"),
             "ema": (0 <= self.ema < 1, "in [0, 1)"),
+            "train_core_only": (not self.train_core_only or bool(self.train_elements), "False without train_elements"),
         }
         for name, (ok, expected) in rules.items():
             if not ok:
@@ -679,14 +684,14 @@ def _optimiser(model: ElectraDensityModel, config: TrainConfig):
     """AdamW (amsgrad) and its per-epoch exponential learning-rate decay.
 
     With ``config.train_elements`` it sees only the parameters holding entries of those
-    elements (the others stop requiring gradients), their other entries' gradients are
+    elements (only their core rows with ``train_core_only``; the others stop requiring gradients), their other entries' gradients are
     masked to zero and weight decay is off: AdamW then leaves those entries exactly as
     they are (zero first moment, zero update).
     """
     params = list(model.module.parameters())
     weight_decay = config.weight_decay
     if config.train_elements:
-        masks = model.module.element_masks(config.train_elements)
+        masks = model.module.element_masks(config.train_elements, config.train_core_only)
         named = dict(model.module.named_parameters())
         params = [named[name] for name in masks]
         for name, param in named.items():

@@ -72,6 +72,9 @@ from ._common import device_option, traceback_option, user_errors, version_optio
                    "columns and Gaussian head rows); structures without them then predict exactly as before. "
                    "With --init, typically the elements it adds.",
               show_default="every parameter")
+@click.option("--core-only", is_flag=True,
+              help="With --train-only: only those elements' core Gaussians (widths and weights) train, e.g. with "
+                   "--nuclear-weight to fit the density at their nuclei.")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=100,
               help="Optimiser steps between checkpoints (also written at every epoch end and at a stop).")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -85,8 +88,8 @@ from ._common import device_option, traceback_option, user_errors, version_optio
 @traceback_option
 @version_option
 def main(data, run_dir, val_dirs, val_fraction, epochs, max_minutes, loss, probes, batch_size, max_steps, lr, lr_decay,
-         dipole_weight, nuclear_weight, ema, seed, resume, model_config, init_spec, widen, train_only, checkpoint_every,
-         cache_dir, spacing, margin, device, traceback):
+         dipole_weight, nuclear_weight, ema, seed, resume, model_config, init_spec, widen, train_only, core_only,
+         checkpoint_every, cache_dir, spacing, margin, device, traceback):
     """Train on the reference records (*.npz), cube and CHGCAR files in the DATA folders.
 
     Validation is the full-grid NMAE after every epoch; the best model is saved to
@@ -119,7 +122,8 @@ def main(data, run_dir, val_dirs, val_fraction, epochs, max_minutes, loss, probe
         config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_decay=lr_decay, loss=loss, probes=probes,
                              seed=seed, max_minutes=max_minutes, max_steps=max_steps,
                              checkpoint_every=checkpoint_every, device=device, dipole_weight=dipole_weight,
-                             nuclear_weight=nuclear_weight, ema=ema, train_elements=train_elements)
+                             nuclear_weight=nuclear_weight, ema=ema, train_elements=train_elements,
+                             train_core_only=core_only)
         model = None
         if model_config is not None:
             try:  # JSON syntax and bad settings are both ValueErrors

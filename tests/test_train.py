@@ -407,3 +407,19 @@ def test_cli_train_only_new_elements_keeps_the_others_exactly(with_sulfur, tmp_p
     assert not torch.equal(tuned.predict([molecule("SH2")]).weights, grown.predict([molecule("SH2")]).weights)
     bad = run_cli(data, "-o", tmp_path / "bad", "--init", first_run, "--train-only", "Qq", *TINY_RUN)
     assert bad.exit_code == 2 and "--train-only" in bad.output
+
+
+def test_cli_core_only_trains_just_the_core_rows_of_the_elements(with_sulfur, records, tmp_path):
+    first_run, _ = with_sulfur
+    result = run_cli(records, "-o", tmp_path / "core", "--init", first_run, "--train-only", "C", "--core-only",
+                     "--nuclear-weight", "1", *TINY_RUN)
+    assert result.exit_code == 0, result.output
+    first, tuned = load_model(first_run).module.state_dict(), load_model(tmp_path / "core").module.state_dict()
+    row = int(load_model(first_run).module.element_row[6])
+    changed = {name for name in first if not torch.equal(first[name], tuned[name])}
+    assert changed == {"heads.core_logit", "heads.core_theta"}
+    for name in changed:
+        others = [r for r in range(len(first[name])) if r != row]
+        assert torch.equal(first[name][others], tuned[name][others])
+    bad = run_cli(records, "-o", tmp_path / "bad", "--core-only", *TINY_RUN)
+    assert bad.exit_code == 1 and "train_core_only" in bad.output and bad.output.count("\n") == 1, bad.output

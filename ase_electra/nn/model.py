@@ -49,6 +49,7 @@ __all__ = [
 
 #: Head parameters and buffers with one row per element (the row of ``ElectraModel.element_row[z]``).
 _ELEMENT_ROWS = ("core_sigma0", "core_logit", "core_theta", "float_logit", "float_size")
+_CORE_ROWS = ("core_logit", "core_theta")  # the trainable core Gaussian rows: weights and widths
 
 
 def valence_electrons(z: int) -> int:
@@ -346,13 +347,14 @@ class ElectraModel(nn.Module):
                 grown._calibrate(z)
         return grown
 
-    def element_masks(self, elements: Iterable[int]) -> dict[str, torch.Tensor]:
+    def element_masks(self, elements: Iterable[int], core_only: bool = False) -> dict[str, torch.Tensor]:
         """The entries of this model's parameters that belong to ``elements`` alone, by parameter name.
 
         They are the elements' one-hot columns of ``embed_scalars.weight`` and their rows of
         the per-element head parameters; a structure without these elements never reads
-        them. Parameters holding none of them are left out. Masks are bool tensors of the
-        parameters' shapes, on their devices.
+        them. With ``core_only``, only their core Gaussians' widths and weights
+        (``heads.core_theta``, ``heads.core_logit``). Parameters holding none of them are
+        left out. Masks are bool tensors of the parameters' shapes, on their devices.
         """
         elements = sorted(set(int(z) for z in elements))
         unknown = sorted(set(elements) - set(self.config.elements))
@@ -362,10 +364,11 @@ class ElectraModel(nn.Module):
         params = dict(self.named_parameters())
         masks = {}
         if rows:
-            column = torch.zeros_like(params["embed_scalars.weight"], dtype=torch.bool)
-            column[:, rows] = True
-            masks["embed_scalars.weight"] = column
-            for name in _ELEMENT_ROWS:
+            if not core_only:
+                column = torch.zeros_like(params["embed_scalars.weight"], dtype=torch.bool)
+                column[:, rows] = True
+                masks["embed_scalars.weight"] = column
+            for name in _CORE_ROWS if core_only else _ELEMENT_ROWS:
                 if f"heads.{name}" not in params:  # a buffer (core_sigma0): never trained
                     continue
                 mask = torch.zeros_like(params[f"heads.{name}"], dtype=torch.bool)
