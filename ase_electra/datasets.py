@@ -38,8 +38,10 @@ from .reference import PeriodicRecord, load_record, qm9_index, split_of
 __all__ = [
     "DensitySample",
     "GridCache",
+    "NEAR_NUCLEUS_RADII",
     "Probes",
     "find_samples",
+    "near_nuclei",
     "qm9_rule",
     "refuse_test",
     "sample_probes",
@@ -70,9 +72,10 @@ class DensitySample:
         ``reference_dipole()`` gives the exact dipole of nuclei and electrons, (3,) ndarray,
         e * Angstrom; None where the source has no exact density (cube and CHGCAR files).
     reference_nuclei : callable or None
-        ``reference_nuclei()`` gives the exact reference density at each nucleus, (N,)
-        ndarray, e/Angstrom^3; None where the source has no exact density (periodic
-        records, which hold grid samples only, and density files).
+        ``reference_nuclei()`` gives the exact reference density at and around each nucleus,
+        at :func:`near_nuclei` of its positions, (N * M,) ndarray, e/Angstrom^3; None where the
+        source has no exact density (periodic records, which hold grid samples only, and
+        density files).
     """
 
     name: str
@@ -158,7 +161,25 @@ def _record_dipole(path: Path) -> np.ndarray:
 
 def _record_nuclei(path: Path) -> np.ndarray:
     record = load_record(path)
-    return record.density_at(record.atoms.positions)
+    return record.density_at(near_nuclei(record.atoms.positions)[0])
+
+
+#: Distances from a nucleus (Angstrom) of the points of :func:`near_nuclei`: the innermost core
+#: Gaussians are 0.004-0.016 Angstrom wide, and a 0.1 Angstrom grid may pass that close.
+NEAR_NUCLEUS_RADII = (0.005, 0.01, 0.02, 0.03)
+
+
+def near_nuclei(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Points at each nucleus and ``NEAR_NUCLEUS_RADII`` from it along +-x, +-y, +-z, and their weights.
+
+    Returns (points (N * M, 3) Angstrom, atom by atom; weights (N * M,)): 1 at a nucleus and
+    1/6 at each point off it, so that every radius weighs as one grid point.
+    """
+    axes = np.vstack([np.eye(3), -np.eye(3)])  # (6, 3)
+    offsets = np.vstack([np.zeros((1, 3))] + [r * axes for r in NEAR_NUCLEUS_RADII])  # (M, 3)
+    weights = np.concatenate([[1.0], np.full(len(offsets) - 1, 1.0 / len(axes))])  # (M,)
+    positions = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
+    return (positions[:, None, :] + offsets).reshape(-1, 3), np.tile(weights, len(positions))
 
 
 def _file_sample(path: Path) -> DensitySample:

@@ -14,9 +14,11 @@ model use the averaged weights, which smooth out the step-to-step noise of the p
 loss; the optimiser trains the raw ones. With ``dipole_weight`` > 0 each
 structure's loss adds ``dipole_weight * |p_pred - p_ref|`` (e * Angstrom): the mixture's
 analytic dipole against the reference's exact one (structures without one add nothing). With ``nuclear_weight`` > 0 it also adds
-``nuclear_weight * sum_a |rho_pred(R_a) - rho_ref(R_a)| / sum |rho_ref|``: what the nuclei would
-add to the grid NMAE if each sat on a grid point, as one does in a box around a diatomic along
-an axis, where a heavy atom's peak (1.9e5 e/Angstrom^3 for Br) outweighs the rest of the grid.
+``nuclear_weight * sum_j v_j |rho_pred(r_j) - rho_ref(r_j)| / sum |rho_ref|`` over the points r_j at
+and around each nucleus (:func:`~ase_electra.datasets.near_nuclei`; weights v_j: each nucleus and
+each distance from it counts as one grid point): grids often pass that close, and a box around a
+diatomic along an axis puts a nucleus on a point, where a heavy atom's peak (1.9e5 e/Angstrom^3
+for Br) outweighs the rest of the grid.
 
 A run folder holds::
 
@@ -64,7 +66,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .datasets import DensitySample, GridCache, sample_probes
+from .datasets import DensitySample, GridCache, near_nuclei, sample_probes
 from .errors import FileFormatError, InvalidInputError, UnknownElementError
 from .evaluate import evaluate, evaluate_points
 from .gaussians import GaussianMixture
@@ -113,8 +115,9 @@ class TrainConfig:
     dipole_weight : float, 1/(e * Angstrom)
         Weight of the dipole term of the loss (0: NMAE only).
     nuclear_weight : float
-        Weight of the density at the nuclei (:func:`nuclear_error`; 0: off), in grid points
-        per nucleus: 1 counts each nucleus as one more point of the grid NMAE.
+        Weight of the density at and around the nuclei (:func:`nuclear_error`; 0: off): 1
+        counts each nucleus, and each of the distances from it that are probed, as one more
+        point of the grid NMAE.
     monitor_train : int
         Training structures (a fixed seeded subset) whose full-grid NMAE is logged each epoch.
     ema : float
@@ -317,11 +320,14 @@ def dipole_error(mixture: GaussianMixture, sample: DensitySample, reference: np.
 
 
 def nuclear_error(mixture: GaussianMixture, sample: DensitySample, reference: np.ndarray, total: float) -> torch.Tensor:
-    """sum_a |rho_pred(R_a) - rho_ref(R_a)| / ``total`` over the nuclei R_a of one structure, a 0-d tensor:
-    ``reference`` (N,) the exact density at the nuclei and ``total`` sum |rho_ref| over the grid, e/Angstrom^3."""
-    pred = evaluate_points(mixture, sample.atoms.positions)  # (N,)
+    """sum_j v_j |rho_pred(r_j) - rho_ref(r_j)| / ``total`` over the points r_j and weights v_j of
+    :func:`~ase_electra.datasets.near_nuclei` of one structure, a 0-d tensor: ``reference`` (N * M,) the
+    exact density there and ``total`` sum |rho_ref| over the grid, e/Angstrom^3."""
+    points, weights = near_nuclei(sample.atoms.positions)
+    pred = evaluate_points(mixture, points)  # (N * M,)
     target = torch.as_tensor(reference, dtype=pred.dtype, device=pred.device)
-    return (pred - target).abs().sum() / total
+    weights = torch.as_tensor(weights, dtype=pred.dtype, device=pred.device)
+    return (weights * (pred - target).abs()).sum() / total
 
 
 # ---------------------------------------------------------------------- processes

@@ -46,9 +46,9 @@ from ._common import device_option, traceback_option, user_errors, version_optio
               help="Weight, 1/(e*Angstrom), of |p_pred - p_ref| (e*Angstrom) added to each structure's NMAE; "
                    "0: NMAE only.")
 @click.option("--nuclear-weight", type=click.FloatRange(min=0), default=0.0,
-              help="Weight of |rho_pred - rho_ref| at the nuclei, in grid points per nucleus (1: as if each "
-                   "nucleus sat on a grid point), added to each structure's NMAE; needs exact references "
-                   "(PySCF records); 0: off.")
+              help="Weight of |rho_pred - rho_ref| at and within 0.03 A of the nuclei (1: each nucleus, and each "
+                   "distance from it, counts as one more grid point), added to each structure's NMAE; needs "
+                   "exact references (PySCF records); 0: off.")
 @click.option("--ema", type=click.FloatRange(0, 1, max_open=True), default=0.0,
               help="Decay per step of an exponential moving average of the weights, used for validation "
                    "and RUN/best (e.g. 0.999: about the last 1,000 steps); 0: off.")

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from ase_electra import InvalidInputError
 from ase_electra.cli.density import main as density_main
 from ase_electra.cli.train import main
-from ase_electra.datasets import GridCache, find_samples
+from ase_electra.datasets import GridCache, find_samples, near_nuclei
 from ase_electra.evaluate import evaluate_points
 from ase_electra.models import load_model
 from ase_electra.models.electra import ElectraDensityModel, default_config
@@ -132,13 +132,17 @@ def test_log_holds_train_nmae_and_dipole_error_and_the_dipole_term_trains(sample
 def test_nuclear_error_is_zero_at_the_exact_values_and_differentiable(samples):
     sample = samples[0]
     exact = sample.reference_nuclei()
-    np.testing.assert_allclose(exact, load_record(sample.source).density_at(sample.atoms.positions))
+    points, weights = near_nuclei(sample.atoms.positions)
+    n = len(sample.atoms)
+    assert points.shape == (n * 25, 3) and weights.sum() == pytest.approx(5 * n)  # the nucleus and 4 distances
+    np.testing.assert_array_equal(points[::25], sample.atoms.positions)
+    np.testing.assert_allclose(exact, load_record(sample.source).density_at(points))
     model = ElectraDensityModel.new(model_config_for(samples, TINY), seed=0)
     mixture = model.module(model.graph([sample.atoms]))
-    own = evaluate_points(mixture, sample.atoms.positions).detach().numpy()
+    own = evaluate_points(mixture, points).detach().numpy()
     assert nuclear_error(mixture, sample, own, 1.0).item() == pytest.approx(0.0, abs=1e-6)
     error = nuclear_error(mixture, sample, exact, 1000.0)
-    assert error.item() == pytest.approx(np.abs(own - exact).sum() / 1000.0, rel=1e-5)
+    assert error.item() == pytest.approx((weights * np.abs(own - exact)).sum() / 1000.0, rel=1e-5)
     assert error.requires_grad
 
 
