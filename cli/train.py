@@ -67,6 +67,10 @@ from ._common import device_option, traceback_option, user_errors, version_optio
 @click.option("--widen", type=(click.IntRange(min=1), click.IntRange(min=1)), metavar="HEAVY LIGHT",
               help="With --init: first give the init model HEAVY floating Gaussians per heavy atom and LIGHT "
                    "per H and He (copies of its own, same density) and fine-tune that.")
+@click.option("--cusps", metavar="ELEMENTS",
+              help="With --init: first give these elements (comma-separated symbols) one more core Gaussian, half "
+                   "as wide as their narrowest, for the density spike at their nuclei; train it with "
+                   "--train-only ELEMENTS --core-only --nuclear-weight 1.")
 @click.option("--train-only", "train_only", metavar="ELEMENTS",
               help="Train only what these elements own (comma-separated symbols, e.g. S,Cl: their embedding "
                    "columns and Gaussian head rows); structures without them then predict exactly as before. "
@@ -88,7 +92,7 @@ from ._common import device_option, traceback_option, user_errors, version_optio
 @traceback_option
 @version_option
 def main(data, run_dir, val_dirs, val_fraction, epochs, max_minutes, loss, probes, batch_size, max_steps, lr, lr_decay,
-         dipole_weight, nuclear_weight, ema, seed, resume, model_config, init_spec, widen, train_only, core_only,
+         dipole_weight, nuclear_weight, ema, seed, resume, model_config, init_spec, widen, cusps, train_only, core_only,
          checkpoint_every, cache_dir, spacing, margin, device, traceback):
     """Train on the reference records (*.npz), cube and CHGCAR files in the DATA folders.
 
@@ -133,6 +137,10 @@ def main(data, run_dir, val_dirs, val_fraction, epochs, max_minutes, loss, probe
         init = None if init_spec is None else _trained_model(init_spec, widen, seed, train_samples)
         if init is not None:
             init = _with_elements(init, train_samples + val_samples)
+            if cusps:
+                init = init.with_cusps(_element_numbers(cusps, "--cusps"))
+        elif cusps:
+            raise click.BadParameter("needs --init (a trained model to add core Gaussians to)", param_hint="--cusps")
         cache = None if cache_dir is None else GridCache(cache_dir)
         result = train(train_samples, val_samples, run_dir, config, model_config=model, cache=cache, resume=resume,
                        init=init)
@@ -179,12 +187,12 @@ def _with_elements(model, samples):
     return grown
 
 
-def _element_numbers(symbols: str) -> tuple[int, ...]:
-    """Atomic numbers of comma-separated element symbols (``--train-only``)."""
+def _element_numbers(symbols: str, option: str = "--train-only") -> tuple[int, ...]:
+    """Atomic numbers of comma-separated element symbols (of ``option``)."""
     from ase.data import atomic_numbers
 
     names = [name.strip() for name in symbols.split(",") if name.strip()]
     unknown = [name for name in names if name not in atomic_numbers or name == "X"]
     if unknown or not names:
-        raise click.BadParameter(f"expected element symbols such as S,Cl, got {symbols!r}", param_hint="--train-only")
+        raise click.BadParameter(f"expected element symbols such as S,Cl, got {symbols!r}", param_hint=option)
     return tuple(atomic_numbers[name] for name in names)

@@ -584,3 +584,38 @@ def test_grown_model_predicts_thiophene_near_the_promolecule(organic, reference)
     promolecule = evaluate_points(PromoleculeModel(dtype=torch.float64).predict([atoms]), points)
     ours = evaluate_points(mixture, points)
     assert (ours - promolecule).abs().sum() / promolecule.abs().sum() < 0.5  # a start, not noise
+
+
+def test_with_cusps_adds_a_narrow_core_gaussian_and_keeps_the_rest(organic):
+    c = organic.config
+    free = [z for z, k in zip(c.elements, c.n_core) if 0 < k < organic.heads.mc]
+    full = [z for z, k in zip(c.elements, c.n_core) if k == organic.heads.mc]
+    assert free and full, (c.elements, c.n_core)
+    z = free[0]
+    state = {k: v.clone() for k, v in organic.state_dict().items()}
+    cusped = organic.with_cusps([z])
+    row = c.elements.index(z)
+    assert cusped.config.n_core[row] == c.n_core[row] + 1
+    assert all(a == b for i, (a, b) in enumerate(zip(cusped.config.n_core, c.n_core)) if i != row)
+    for name, value in organic.state_dict().items():  # the old model is untouched
+        assert torch.equal(value, state[name]), name
+    without = [molecule("CH4"), molecule("H2O")]
+    assert z not in {int(n) for m in without for n in m.numbers}
+    for name in ("weights", "centres", "scale_tril"):
+        assert torch.equal(getattr(predict(cusped, without), name), getattr(predict(organic, without), name)), name
+    atoms = Atoms([z, 1], positions=[(0, 0, 0), (0, 0, 1.0)])
+    before, after = predict(organic, [atoms]), predict(cusped, [atoms])
+    assert len(after.weights) == len(before.weights) + 1
+    widths = torch.diagonal(after.scale_tril[: c.n_core[row] + 1], dim1=-2, dim2=-1)[:, 0]  # the core, sigma
+    assert widths.argmin().item() == c.n_core[row]  # the new one is the narrowest
+    at = torch.tensor([[0.0, 0.0, 0.0]], dtype=torch.float64)
+    assert evaluate_points(after, at).item() > evaluate_points(before, at).item()
+    away = probe_points(atoms, 300)
+    away = torch.as_tensor(away[np.linalg.norm(away, axis=1) > 0.1])
+    old, new = evaluate_points(before, away), evaluate_points(after, away)
+    change = ((new - old).abs() / old)[old > 1e-8]
+    assert change.max().item() < 1e-3  # the new slot takes a share of the weights, nothing else (5e-5 here)
+    with pytest.raises(InvalidInputError, match="no free core slot"):
+        organic.with_cusps([full[0]])
+    with pytest.raises(InvalidInputError, match="no free core slot"):
+        organic.with_cusps([1])

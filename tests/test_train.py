@@ -427,3 +427,12 @@ def test_cli_core_only_trains_just_the_core_rows_of_the_elements(with_sulfur, re
         assert torch.equal(first[name][others], tuned[name][others])
     bad = run_cli(records, "-o", tmp_path / "bad", "--core-only", *TINY_RUN)
     assert bad.exit_code == 1 and "train_core_only" in bad.output and bad.output.count("\n") == 1, bad.output
+
+
+def test_cli_cusps_needs_init_and_a_free_core_slot(with_sulfur, records, tmp_path):
+    first_run, _ = with_sulfur
+    full = run_cli(records, "-o", tmp_path / "full", "--init", first_run, "--cusps", "C", *TINY_RUN)
+    assert full.exit_code == 1 and "no free core slot" in full.output and full.output.count("\n") == 1, full.output
+    assert not (tmp_path / "full").exists()
+    alone = run_cli(records, "-o", tmp_path / "alone", "--cusps", "C", *TINY_RUN)
+    assert alone.exit_code == 2 and "--cusps" in alone.output

@@ -100,6 +100,12 @@ class ElectraDensityModel:
         name = f"{self.name}+{','.join(chemical_symbols[z] for z in new)}" if new else self.name
         return ElectraDensityModel(self.module.grown(new, reference), device=self.device, name=name)
 
+    def with_cusps(self, elements: Iterable[int]) -> ElectraDensityModel:
+        """A copy in which each of ``elements`` has one more, narrower core Gaussian for the density
+        spike at its nucleus (:meth:`ElectraModel.with_cusps <ase_electra.nn.model.ElectraModel.with_cusps>`);
+        named ``<name>+cusps``."""
+        return ElectraDensityModel(self.module.with_cusps(elements), device=self.device, name=f"{self.name}+cusps")
+
     def blended(self, other: ElectraDensityModel, weight: float) -> ElectraDensityModel:
         """The model whose parameters are ``(1 - weight) * self + weight * other``.
 
