@@ -182,10 +182,10 @@ def test_default_model_is_the_shipped_one(tmp_path, water_xyz):
 
 def test_default_model_names_elements_it_lacks(tmp_path):
     path = tmp_path / "fe.xyz"
-    write(path, bulk("Fe", "bcc", a=2.87))
+    write(path, bulk("Co", "hcp", a=2.51, c=4.07))
     result = run(path, "-o", tmp_path / "out", "--spacing", "0.5")
     assert result.exit_code == 1
-    assert f"{path}:0: element(s) Fe not supported by model 'electra:default" in result.output
+    assert f"{path}:0: element(s) Co not supported by model 'electra:default" in result.output
 
 
 def test_default_model_gives_crystals_its_crystal_model(tmp_path):

@@ -507,8 +507,8 @@ def test_shipped_model_names_the_part_that_refuses_an_element():
     model = load_model("default")
     with pytest.raises(UnknownElementError, match=r"Na not supported by model 'electra:default \(molecules\)'"):
         model.predict([Atoms("NaCl", positions=[[0, 0, 0], [2.4, 0, 0]])])
-    with pytest.raises(UnknownElementError, match=r"Fe not supported by model 'electra:default \(crystals\)'"):
-        model.predict([bulk("Fe")])
+    with pytest.raises(UnknownElementError, match=r"Co not supported by model 'electra:default \(crystals\)'"):
+        model.predict([bulk("Co")])
 
 
 # ---------------------------------------------------------------------- new elements
