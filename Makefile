@@ -51,7 +51,7 @@ heteroatoms: $(STAMP)
 	$(LABEL) $(HETERO)/structures/val/*.xyz -o $(HETERO)/records/val
 	$(LABEL) $(HETERO)/structures/train/*.xyz -o $(HETERO)/records/train
 
-# Training crystals (README, "Training on your data"): 341 structures (26 slabs) by benchmarks/crystal_structures.py,
+# Training crystals (README, "Training on your data"): 596 structures (26 slabs) by benchmarks/crystal_structures.py,
 # then GPAW labels at electra-label's crystal defaults; reruns skip what exists. Needs `make gpaw`.
 CRYSTALS ?= data/crystals
 
