@@ -13,7 +13,8 @@ MACE and most interatomic-potential codes do): validation, ``best/`` and the ret
 model use the averaged weights, which smooth out the step-to-step noise of the probe
 loss; the optimiser trains the raw ones. With ``dipole_weight`` > 0 each
 structure's loss adds ``dipole_weight * |p_pred - p_ref|`` (e * Angstrom): the mixture's
-analytic dipole against the reference's exact one (structures without one add nothing). With ``nuclear_weight`` > 0 it also adds
+analytic dipole against the reference's exact one (structures without one add nothing).
+With ``nuclear_weight`` > 0 it also adds
 ``nuclear_weight * sum_j v_j |rho_pred(r_j) - rho_ref(r_j)| / sum |rho_ref|`` over the points r_j at
 and around each nucleus (:func:`~ase_electra.datasets.near_nuclei`; weights v_j: each nucleus and
 each distance from it counts as one grid point): grids often pass that close, and a box around a
@@ -690,9 +691,9 @@ def _optimiser(model: ElectraDensityModel, config: TrainConfig):
     """AdamW (amsgrad) and its per-epoch exponential learning-rate decay.
 
     With ``config.train_elements`` it sees only the parameters holding entries of those
-    elements (only their core rows with ``train_core_only``; the others stop requiring gradients), their other entries' gradients are
-    masked to zero and weight decay is off: AdamW then leaves those entries exactly as
-    they are (zero first moment, zero update).
+    elements (only their core rows with ``train_core_only``; the others stop requiring
+    gradients), their other entries' gradients are masked to zero and weight decay is off:
+    AdamW then leaves those entries exactly as they are (zero first moment, zero update).
     """
     params = list(model.module.parameters())
     weight_decay = config.weight_decay

@@ -75,7 +75,8 @@ COMPOUNDS: list[tuple[str, str, float, float]] = [
     ("C", "graphene", 2.46, 0), ("BN", "monolayer", 2.50, 0),
     # 2026-12-08: more compounds and prototypes (after the ones above, so their files stay as they were)
     ("LiBr", "rocksalt", 5.50, 0), ("NaH", "rocksalt", 4.88, 0), ("KH", "rocksalt", 5.70, 0),
-    ("MgSe", "rocksalt", 5.46, 0), ("VN", "rocksalt", 4.14, 0), ("ZnO", "rocksalt", 4.28, 0), ("AlN", "rocksalt", 4.05, 0),
+    ("MgSe", "rocksalt", 5.46, 0), ("VN", "rocksalt", 4.14, 0), ("ZnO", "rocksalt", 4.28, 0),
+    ("AlN", "rocksalt", 4.05, 0),
     ("BAs", "zincblende", 4.78, 0), ("BeSe", "zincblende", 5.14, 0), ("GaN", "zincblende", 4.50, 0),
     ("AlN", "zincblende", 4.38, 0), ("ZnO", "zincblende", 4.60, 0), ("SiGe", "zincblende", 5.54, 0),
     ("ZnS", "wurtzite", 3.82, 6.26), ("SiC", "wurtzite", 3.08, 5.05),
@@ -164,7 +165,8 @@ def primitive(formula: str, prototype: str, a: float, c: float) -> Atoms:
                        cellpar=[a, a, c, 90, 90, 120])
     if prototype == "hydroxide":  # brucite: the CdI2 type with O-H pointing out of the layers
         z_o, z_h = LAYER_Z[formula]
-        return crystal([Atoms(formula).get_chemical_symbols()[0], "O", "H"], basis=[(0, 0, 0), (1 / 3, 2 / 3, z_o), (1 / 3, 2 / 3, z_h)],
+        metal = Atoms(formula).get_chemical_symbols()[0]
+        return crystal([metal, "O", "H"], basis=[(0, 0, 0), (1 / 3, 2 / 3, z_o), (1 / 3, 2 / 3, z_h)],
                        spacegroup=164, cellpar=[a, a, c, 90, 90, 120])
     if prototype == "L12":  # Cu3Au type: the minority atom on the corners, the majority on the faces
         symbols = Atoms(formula).get_chemical_symbols()

@@ -151,7 +151,8 @@ def test_the_nuclear_term_trains_the_density_at_the_nuclei(samples, cache, tmp_p
     config = dataclasses.replace(FAST, epochs=8, lr=1e-3, probes=256, monitor_train=0)  # 24 steps
     errors = {}
     for weight in (0.0, 1.0):
-        result = train(samples[:3], samples[3:], tmp_path / f"w{weight}", dataclasses.replace(config, nuclear_weight=weight),
+        result = train(samples[:3], samples[3:], tmp_path / f"w{weight}",
+                       dataclasses.replace(config, nuclear_weight=weight),
                        model_config=model_config_for(samples, TINY), cache=cache, progress=False)
         with torch.no_grad():
             errors[weight] = sum(nuclear_error(result.model.predict([s.atoms]), s, s.reference_nuclei(), 1.0).item()
