@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from ase.data import chemical_symbols
 
-from ase_electra.datasets import GridCache, find_samples, near_nuclei
+from ase_electra.datasets import GridCache, find_samples
 from ase_electra.density import Density
 from ase_electra.models import load_model
 from ase_electra.evaluate import evaluate, evaluate_points
@@ -100,7 +100,7 @@ def main() -> None:
         if args.by_element:  # the density at the nuclei, where a grid point on a nucleus weighs most
             with torch.no_grad():
                 at_nuclei = evaluate_points(mixture, sample.atoms.positions).numpy()
-            exact = sample.reference_nuclei()[:: len(near_nuclei(np.zeros(3))[0])]  # the nuclei themselves
+            exact = sample.reference_nuclei().reshape(len(sample.atoms), -1)[:, 0]  # near_nuclei: the nucleus first
             nuclei[sample.name] = at_nuclei / exact - 1.0
         print(f"{sample.name}  atoms {len(sample.atoms):3d}  NMAE {100 * score:7.3f} %  dipole error "
               f"{dipoles[sample.name]:6.3f} D  {seconds[-1]:6.2f} s")

@@ -231,9 +231,7 @@ class GaussianHeads(nn.Module):
         eye = torch.eye(3, dtype=dtype, device=pos.device)
 
         # core: on the nucleus, isotropic, per element
-        core_sigma = self.core_sigma0[row].to(dtype) * (
-            self.core_range + 2.0 * (1.0 - self.core_range) * torch.sigmoid(self.core_theta[row])
-        )  # (N, Mc)
+        core_sigma = self.core_sigma(row).to(dtype)  # (N, Mc)
         core_tril = core_sigma[..., None, None] * eye  # (N, Mc, 3, 3)
         core_centres = pos[:, None, :].expand(n, mc, 3)
 
@@ -260,6 +258,12 @@ class GaussianHeads(nn.Module):
         )
         sizes = torch.bincount(structure, minlength=graph.n_structures).tolist()
         return GaussianMixture(weights, centres, tril, tuple(sizes))
+
+    def core_sigma(self, rows: torch.Tensor | int) -> torch.Tensor:
+        """Core Gaussian widths (Angstrom) of element table ``rows``, (..., Mc): sigma_0 times a
+        factor in [core_range, 2 - core_range] set by ``core_theta`` (padding slots included)."""
+        factor = self.core_range + 2.0 * (1.0 - self.core_range) * torch.sigmoid(self.core_theta[rows])
+        return self.core_sigma0[rows] * factor
 
     def widened(self, n_floating: tuple[int, ...], jitter: float, generator: torch.Generator) -> GaussianHeads:
         """These heads with more floating Gaussians per element, predicting the same density.

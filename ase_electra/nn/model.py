@@ -420,8 +420,7 @@ class ElectraModel(nn.Module):
                 raise InvalidInputError(f"element {z}: {k} core Gaussians, no free core slot for a cusp "
                                         f"(the table holds {heads.mc}; H has none)")
             with torch.no_grad():
-                sigma = heads.core_sigma0[row, :k] * (
-                    heads.core_range + 2.0 * (1.0 - heads.core_range) * torch.sigmoid(heads.core_theta[row, :k]))
+                sigma = heads.core_sigma(row)[:k]
                 narrowest = int(torch.argmin(sigma))
                 out.heads.core_sigma0[row, k] = width * sigma[narrowest]
                 out.heads.core_theta[row, k] = 0.0  # sigma = sigma0: the middle of its range
